@@ -1,0 +1,53 @@
+# One command to run a node, one to run every test. See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run demo test test-fast lint format chromium bench-adapter bench-sync clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+## make run: one node (web + worker + beat) on $(PORT), SQLite and a file-system broker by default.
+run: install
+	$(PY) manage.py serve --port $(PORT)
+
+## make demo: two ServiceNow sandboxes and two linked-up-ready nodes; Ctrl-C stops all.
+demo: install
+	$(PY) manage.py demo
+
+## make test: the whole suite, browser tests included (installs Debian's chromium when missing).
+test: install chromium
+	$(VENV)/bin/pytest
+
+test-fast: install
+	$(VENV)/bin/pytest -m "not integration and not browser"
+
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
+	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-adapter: install
+	$(PY) benchmarks/adapter_read.py
+
+bench-sync: install
+	$(PY) benchmarks/sync_throughput.py
+
+clean:
+	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""URL map of one console node."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="getting-started", permanent=False)),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("getting-started/", views.getting_started, name="getting-started"),
+    path(
+        "triggers/",
+        views.not_built(
+            "Triggers",
+            "Triggers (a saved encoded query that exalates every incident it matches) are not built yet. "
+            "Until then, exalate incidents one by one from Entity sync status.",
+        ),
+        name="triggers",
+    ),
+    path(
+        "bulk/",
+        views.not_built(
+            "Bulk operations",
+            "Bulk exalate, unexalate and connect are not built yet.",
+        ),
+        name="bulk",
+    ),
+    path("healthz", views.healthz, name="healthz"),
+    path("connections/", include("connections.urls")),
+    path("", include("sync.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

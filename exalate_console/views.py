@@ -1,0 +1,60 @@
+"""Base views: the Getting started page, pages not yet built, and the health check."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection as db_connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from connections.selectors import node_settings_get
+
+
+@login_required
+def getting_started(request):
+    """The landing page: what to do first, in order."""
+    node = node_settings_get()
+    return render(request, "console/getting_started.html", {"node": node})
+
+
+def not_built(title: str, explanation: str):
+    """Return a login-protected view that says plainly that ``title`` is not built yet."""
+
+    @login_required
+    def view(request):
+        return render(
+            request,
+            "console/not_built.html",
+            {"title": title, "explanation": explanation},
+        )
+
+    return view
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """Database and broker reachability as JSON, without login.
+
+    Returns ``{"status": "ok"|"error", "database": {...}, "broker": {...}}`` with
+    HTTP 200 when both answer and 503 otherwise. Connection strings are never shown.
+    """
+    from exalate_console.celery import app
+
+    result = {"database": {"ok": True}, "broker": {"ok": True}}
+    try:
+        with db_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means "not reachable"
+        result["database"] = {"ok": False, "error": exc.__class__.__name__}
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        result["broker"] = {"ok": False, "error": exc.__class__.__name__}
+    ok = result["database"]["ok"] and result["broker"]["ok"]
+    result["status"] = "ok" if ok else "error"
+    return JsonResponse(result, status=200 if ok else 503)

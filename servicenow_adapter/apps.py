@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ServicenowAdapterConfig(AppConfig):
+    name = "servicenow_adapter"
