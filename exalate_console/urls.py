@@ -32,6 +32,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("connections/", include("connections.urls")),
     path("", include("sync.urls")),
+    path("api/", include("connections.api_urls")),
+    path("api/", include("sync.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
