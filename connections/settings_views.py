@@ -1,9 +1,102 @@
-"""General settings page (placeholder until built)."""
+"""General settings: this node's Exalate URL and its ServiceNow instance, with Test connection."""
 
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import settings_services
+from .selectors import node_identity_get, node_settings_get
+from .settings_forms import GeneralSettingsForm
+
+
+def _locked_fields() -> dict[str, str]:
+    """Fields the environment sets (scripted installs): shown read-only, never saved from the page."""
+    locked: dict[str, str] = {}
+    if settings.NODE_NAME:
+        locked["name"] = settings.NODE_NAME
+    if settings.NODE_PUBLIC_URL:
+        locked["public_url"] = settings.NODE_PUBLIC_URL
+    if settings.SERVICENOW_INSTANCE_URL:
+        locked.update(
+            tracker="servicenow",
+            instance_url=settings.SERVICENOW_INSTANCE_URL,
+            auth_method=settings.SERVICENOW_AUTH,
+            username=settings.SERVICENOW_USERNAME,
+            client_id=settings.SERVICENOW_CLIENT_ID,
+            password="",
+            client_secret="",
+        )
+    return locked
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def general_settings(request):
-    return render(request, "console/not_built.html", {"title": "General settings", "explanation": ""})
+    """GET shows the form; POST ``action=test`` tests the entered values (saves nothing),
+    ``action=save`` tests them and saves only when the test succeeds, ``action=rotate-webhook``
+    makes a new inbound webhook token and shows it once."""
+    stored = node_settings_get()
+    locked = _locked_fields()
+    new_webhook_token = None
+    test_result = None
+    if request.method == "POST":
+        action = request.POST.get("action", "save")
+        if action == "rotate-webhook":
+            new_webhook_token = settings_services.webhook_token_rotate()
+            form = GeneralSettingsForm(stored=stored, locked=locked, initial=_initial(stored))
+        else:
+            form = GeneralSettingsForm(request.POST, stored=stored, locked=locked)
+            if form.is_valid():
+                data = dict(form.cleaned_data)
+                config = settings_services.tracker_config_from_form(data=data, stored=stored)
+                if locked.get("instance_url"):
+                    from .selectors import tracker_config_get
+
+                    config = tracker_config_get()
+                ok, message = settings_services.tracker_connection_test(config=config)
+                test_result = {"ok": ok, "message": message}
+                if action == "test":
+                    settings_services.node_settings_record_test(ok=ok, message=message)
+                elif ok:
+                    settings_services.node_settings_update(data=data, locked=locked)
+                    settings_services.node_settings_record_test(ok=ok, message=message)
+                    messages.success(request, f"Settings saved. Test connection succeeded: {message}")
+                    return redirect("connections:general-settings")
+                else:
+                    test_result["message"] = f"{message} Nothing was saved: the settings stay as they were."
+    else:
+        form = GeneralSettingsForm(stored=stored, locked=locked, initial=_initial(stored))
+    return render(
+        request,
+        "console/general_settings.html",
+        {
+            "form": form,
+            "stored": stored,
+            "identity": node_identity_get(),
+            "locked": locked,
+            "test_result": test_result,
+            "new_webhook_token": new_webhook_token,
+            "webhook_url": _webhook_url(request),
+        },
+    )
+
+
+def _initial(stored) -> dict:
+    return {
+        "name": stored.name,
+        "public_url": stored.public_url,
+        "tracker": stored.tracker,
+        "instance_url": stored.instance_url,
+        "auth_method": stored.auth_method,
+        "username": stored.username,
+        "client_id": stored.client_id,
+    }
+
+
+def _webhook_url(request) -> str:
+    base = node_identity_get().public_url or request.build_absolute_uri("/").rstrip("/")
+    return f"{base}/api/node/v1/webhook/servicenow"

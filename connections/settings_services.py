@@ -1,0 +1,78 @@
+"""Writes of General settings: test the tracker connection, save, rotate the webhook token."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from sync.adapters import TrackerError
+
+from .models import NodeSettings
+from .selectors import TrackerConfig, node_settings_get
+
+logger = logging.getLogger(__name__)
+
+
+def tracker_config_from_form(*, data: dict, stored: NodeSettings) -> TrackerConfig:
+    """Build the TrackerConfig the admin entered; blank secrets fall back to the stored ones."""
+    return TrackerConfig(
+        tracker=data.get("tracker") or stored.tracker,
+        instance_url=data["instance_url"],
+        auth_method=data.get("auth_method") or stored.auth_method,
+        username=data.get("username", ""),
+        password=data.get("password") or stored.password,
+        client_id=data.get("client_id", ""),
+        client_secret=data.get("client_secret") or stored.client_secret,
+        from_env=False,
+    )
+
+
+def tracker_connection_test(*, config: TrackerConfig) -> tuple[bool, str]:
+    """Try ``config`` against the instance. Returns ``(ok, message)``; never raises TrackerError.
+
+    The message says in words what failed (unreachable, wrong credentials, not a
+    ServiceNow instance, missing read access) and never contains a secret.
+    """
+    from servicenow_adapter.adapter import ServiceNowAdapter
+
+    try:
+        adapter = ServiceNowAdapter.from_config(config)
+        return True, adapter.test_connection()
+    except TrackerError as exc:
+        logger.info("Test connection to %s failed: %s", config.instance_url, exc.__class__.__name__)
+        return False, str(exc)
+
+
+def node_settings_record_test(*, ok: bool, message: str) -> None:
+    """Remember the last Test connection result (shown on the page and on Getting started)."""
+    NodeSettings.objects.filter(pk=node_settings_get().pk).update(
+        last_test_at=timezone.now(), last_test_ok=ok, last_test_message=message[:2000]
+    )
+
+
+@transaction.atomic
+def node_settings_update(*, data: dict, locked: dict[str, str]) -> NodeSettings:
+    """Save the General settings in one transaction; fields in ``locked`` (environment) are left alone.
+
+    Blank password / client secret keep the stored ones.
+    """
+    node = NodeSettings.objects.select_for_update().get(pk=node_settings_get().pk)
+    for field in ("name", "public_url", "tracker", "instance_url", "auth_method", "username", "client_id"):
+        if field not in locked and field in data:
+            setattr(node, field, data[field])
+    for secret in ("password", "client_secret"):
+        if secret not in locked and data.get(secret):
+            setattr(node, secret, data[secret])
+    node.save()
+    return node
+
+
+@transaction.atomic
+def webhook_token_rotate() -> str:
+    """Replace the inbound webhook token with a new random one and return it (shown once)."""
+    node = NodeSettings.objects.select_for_update().get(pk=node_settings_get().pk)
+    node.webhook_token = NodeSettings.new_webhook_token()
+    node.save(update_fields=["webhook_token", "updated_at"])
+    return node.webhook_token
