@@ -95,6 +95,9 @@ class Connection(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    established_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the handshake completed and the connection turned Active."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -103,3 +106,75 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_local(self) -> bool:
+        return self.type == self.Type.LOCAL
+
+    @property
+    def peer_connection_id(self) -> str:
+        """The id the *receiving* end of this connection knows it by (the JWT ``cid`` claim).
+
+        Remote connections: both nodes store the same id, so this is ``self.id``.
+        Local connections: the two rows on this node have different ids, so this is the
+        peer row's id (``local_peer_id``).
+        """
+        if self.type == self.Type.LOCAL and self.local_peer_id:
+            return str(self.local_peer_id)
+        return str(self.id)
+
+
+class Invitation(models.Model):
+    """The invitation an initiating node made for one connection.
+
+    The code itself is not the key of anything: ``id`` (carried in the code as ``iid``)
+    is. ``secret`` is the same one-time shared secret as the connection's; it is kept
+    here too so that a handshake for a revoked invitation (whose pending connection is
+    gone) can still be authenticated before it is refused. ``code`` is kept, encrypted,
+    only while the invitation is pending, so the admin can copy it again.
+    ``intended_node_id`` is the node id the destination URL answered with when the
+    invitation was made (None for a private connection, whose destination is unknown):
+    only that node may accept it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    connection = models.OneToOneField(
+        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="invitation"
+    )
+    connection_uuid = models.UUIDField(help_text="The connection id carried in the code.")
+    connection_name = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    secret = EncryptedTextField()
+    code = EncryptedTextField(blank=True)
+    intended_node_id = models.UUIDField(null=True, blank=True)
+    destination_url = models.URLField(blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by_node_id = models.UUIDField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invitation for {self.connection_name} ({self.status})"
+
+
+class UsedNodeToken(models.Model):
+    """A node-to-node JWT id (``jti``) already accepted; the unique index is the replay guard.
+
+    Rows are kept until the token could no longer pass the expiry check
+    (``expires_at`` = token ``exp`` + clock-skew leeway), then purged.
+    """
+
+    jti = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.jti

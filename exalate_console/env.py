@@ -56,7 +56,9 @@ def env_bool(name: str, default: bool) -> bool:
     )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Return ``$name`` as an integer within [minimum, maximum].
 
     Raises ImproperlyConfigured when the value is not a whole number or out of range.

@@ -23,7 +23,9 @@ class Command(BaseCommand):
         if username and password:
             if not User.objects.filter(username=username).exists():
                 User.objects.create_superuser(username=username, password=password, email="")
-                self.stdout.write(f"Created admin user {username!r} from DJANGO_SUPERUSER_USERNAME.")
+                self.stdout.write(
+                    f"Created admin user {username!r} from DJANGO_SUPERUSER_USERNAME."
+                )
             return
         if User.objects.filter(is_superuser=True).exists():
             return

@@ -9,14 +9,13 @@ separate services (see docker-compose.yml).
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from exalate_console.processes import ProcessGroup
 
 
 class Command(BaseCommand):
@@ -25,8 +24,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
-        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-        parser.add_argument("--no-worker", action="store_true", help="Web only (no Celery worker/beat).")
+        parser.add_argument(
+            "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
+        )
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Web only (no Celery worker/beat)."
+        )
 
     def handle(self, *args, port, host, web_workers, no_worker, **options):
         call_command("migrate", interactive=False, verbosity=0)
@@ -35,56 +38,53 @@ class Command(BaseCommand):
 
         identity = node_identity_get()
         env = os.environ.copy()
-        procs: list[subprocess.Popen] = []
+        group = ProcessGroup(log=self.stderr.write)
         web = [
-            sys.executable, "-m", "gunicorn", "exalate_console.wsgi",
-            "--bind", f"{host}:{port}",
-            "--workers", str(web_workers),
-            "--threads", "4",
-            "--timeout", "120",
-            "--graceful-timeout", "5",
-            "--access-logfile", "-" if settings.DEBUG else "/dev/null",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "exalate_console.wsgi",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(web_workers),
+            "--threads",
+            "4",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            "--access-logfile",
+            "-" if settings.DEBUG else "/dev/null",
         ]
-        procs.append(subprocess.Popen(web, env=env))
+        group.start("web (gunicorn)", web, env=env)
         if not no_worker:
             worker = [
-                sys.executable, "-m", "celery", "-A", "exalate_console", "worker",
-                "--beat", "--loglevel", settings.LOG_LEVEL.upper(),
-                "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
-                "--concurrency", str(settings.CELERY_WORKER_CONCURRENCY),
-                "--hostname", f"node-{port}@%h",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "exalate_console",
+                "worker",
+                "--beat",
+                "--loglevel",
+                settings.LOG_LEVEL.upper(),
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                "--concurrency",
+                str(settings.CELERY_WORKER_CONCURRENCY),
+                "--hostname",
+                f"node-{port}@%h",
             ]
-            procs.append(subprocess.Popen(worker, env=env))
+            group.start("worker (celery)", worker, env=env)
         url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
-        self.stdout.write(self.style.SUCCESS(f"Exalate console node {identity.name!r} is running at {url}"))
-        if identity.public_url and identity.public_url.rstrip('/') + "/" != url:
+        self.stdout.write(
+            self.style.SUCCESS(f"Exalate console node {identity.name!r} is running at {url}")
+        )
+        if identity.public_url and identity.public_url.rstrip("/") + "/" != url:
             self.stdout.write(f"Its Exalate URL (given to other nodes) is {identity.public_url}")
         self.stdout.write("Press Ctrl-C to stop.")
         sys.stdout.flush()
-
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        exit_code = 0
-        while not stopping:
-            for p in procs:
-                if p.poll() is not None:
-                    self.stderr.write(f"A part of the node stopped unexpectedly (exit {p.returncode}): {p.args[2:5]}")
-                    stopping, exit_code = True, 1
-            time.sleep(0.3)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
+        exit_code = group.run_until_signal()
         self.stdout.write("Stopped.")
         sys.exit(exit_code)

@@ -1,0 +1,136 @@
+"""Run the whole main job on one machine: two ServiceNow sandboxes and two console nodes.
+
+``python manage.py demo`` (``make demo``) starts, all on 127.0.0.1:
+
+* sandbox A on DEMO_SANDBOX_A_PORT (8101) and sandbox B on DEMO_SANDBOX_B_PORT (8102),
+  both seeded with realistic incidents (login admin / admin);
+* node A on DEMO_NODE_A_PORT (8001) against sandbox A, node B on DEMO_NODE_B_PORT (8002)
+  against sandbox B, each with its own SQLite database, file-system broker and worker
+  under ``var/demo/`` (login admin / DEMO_ADMIN_PASSWORD, default ``admin-demo``).
+
+It prints both URLs and logins and stops everything on Ctrl-C. Data persists across
+runs; ``--reset`` starts from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from exalate_console.processes import ProcessGroup
+
+
+class Command(BaseCommand):
+    help = "Start two ServiceNow sandboxes and two console nodes configured against them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--reset", action="store_true", help="Delete var/demo first.")
+
+    def handle(self, *args, reset: bool, **options):
+        root = settings.VAR_DIR / "demo"
+        if reset and root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True, exist_ok=True)
+        ports = {
+            "sandbox_a": int(os.environ.get("DEMO_SANDBOX_A_PORT", "8101")),
+            "sandbox_b": int(os.environ.get("DEMO_SANDBOX_B_PORT", "8102")),
+            "node_a": int(os.environ.get("DEMO_NODE_A_PORT", "8001")),
+            "node_b": int(os.environ.get("DEMO_NODE_B_PORT", "8002")),
+        }
+        admin_password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin-demo")
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        group = ProcessGroup(log=self.stderr.write)
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SERVICENOW_", "DJANGO_SUPERUSER_", "NODE_"))
+            and k not in ("DATABASE_URL", "CELERY_BROKER_URL", "EXALATE_VAR_DIR")
+        }
+        try:
+            for side in ("a", "b"):
+                port = ports[f"sandbox_{side}"]
+                group.start(
+                    f"sandbox {side.upper()}",
+                    [
+                        *manage,
+                        "servicenow_sandbox",
+                        "--port",
+                        str(port),
+                        "--db",
+                        str(root / f"sandbox-{side}.sqlite3"),
+                        "--seed",
+                        "demo",
+                        "--user",
+                        "admin",
+                        "--password",
+                        "admin",
+                    ],
+                    env={**base_env, "EXALATE_VAR_DIR": str(root / f"sandbox-{side}")},
+                )
+            for side in ("a", "b"):
+                port = ports[f"node_{side}"]
+                var = root / f"node-{side}"
+                env = {
+                    **base_env,
+                    "EXALATE_VAR_DIR": str(var),
+                    "NODE_NAME": f"ServiceNow {side.upper()}",
+                    "NODE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                    "SERVICENOW_INSTANCE_URL": f"http://127.0.0.1:{ports[f'sandbox_{side}']}",
+                    "SERVICENOW_USERNAME": "admin",
+                    "SERVICENOW_PASSWORD": "admin",
+                    "DJANGO_SUPERUSER_USERNAME": "admin",
+                    "DJANGO_SUPERUSER_PASSWORD": admin_password,
+                    "SESSION_COOKIE_NAME": f"exalate_sessionid_{side}",
+                    "CSRF_COOKIE_NAME": f"exalate_csrftoken_{side}",
+                    "ALLOWED_HOSTS": "localhost,127.0.0.1",
+                    "CHANGE_POLL_INTERVAL": os.environ.get("CHANGE_POLL_INTERVAL", "5"),
+                    "SYNC_POLL_INTERVAL": os.environ.get("SYNC_POLL_INTERVAL", "5"),
+                    "WEB_CONCURRENCY": "1",
+                    "CELERY_WORKER_CONCURRENCY": "2",
+                }
+                group.start(
+                    f"node {side.upper()}",
+                    [*manage, "serve", "--port", str(port)],
+                    env=env,
+                    stdout=open(var.with_suffix(".log"), "ab"),  # noqa: SIM115 - child keeps it
+                    stderr=subprocess.STDOUT,
+                )
+            for name, port in ports.items():
+                path = (
+                    "/healthz"
+                    if name.startswith("node")
+                    else "/api/now/table/incident?sysparm_limit=1"
+                )
+                if not group.wait_http(f"http://127.0.0.1:{port}{path}", timeout=90):
+                    self.stderr.write(f"{name} did not come up on port {port}; see var/demo/*.log")
+                    group.stop()
+                    sys.exit(1)
+        except OSError as exc:
+            group.stop()
+            self.stderr.write(f"Could not start the demo: {exc}")
+            sys.exit(1)
+
+        self.stdout.write(
+            self.style.SUCCESS("\nThe demo is running. Open both consoles in your browser:\n")
+        )
+        for side in ("a", "b"):
+            self.stdout.write(
+                f"  Node {side.upper()}:    http://127.0.0.1:{ports[f'node_{side}']}/   "
+                f"login admin / {admin_password}   (its ServiceNow: sandbox {side.upper()})"
+            )
+        for side in ("a", "b"):
+            self.stdout.write(
+                f"  Sandbox {side.upper()}: http://127.0.0.1:{ports[f'sandbox_{side}']}/   "
+                "login admin / admin   (incidents INC0010001 and up)"
+            )
+        self.stdout.write(
+            "\nNext: on node A open Connections → Initiate connection, enter node B's URL, and follow the README's walkthrough."
+            "\nLogs: var/demo/node-a.log, var/demo/node-b.log. Press Ctrl-C to stop everything.\n"
+        )
+        sys.stdout.flush()
+        sys.exit(group.run_until_signal())

@@ -1,0 +1,82 @@
+"""A small supervisor for the processes of ``serve`` and ``demo``: start, watch, stop together."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Sequence
+
+
+class ProcessGroup:
+    """Children started together and stopped together (SIGTERM, then SIGKILL after ``grace`` s).
+
+    ``run_until_signal()`` returns 0 after Ctrl-C / SIGTERM, or 1 when a child exits on its own.
+    """
+
+    def __init__(self, *, grace: float = 10.0, log=print):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.grace = grace
+        self.log = log
+
+    def start(
+        self, label: str, args: Sequence[str], *, env: dict[str, str] | None = None, **popen
+    ) -> subprocess.Popen:
+        proc = subprocess.Popen(list(args), env=env, **popen)
+        self.children.append((label, proc))
+        return proc
+
+    def wait_http(self, url: str, *, timeout: float = 60.0) -> bool:
+        """Poll ``url`` until it answers (any status below 500) or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for _, p in self.children):
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
+                    if resp.status < 500:
+                        return True
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False
+
+    def run_until_signal(self) -> int:
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        code = 0
+        while not stopping:
+            for label, proc in self.children:
+                if proc.poll() is not None:
+                    self.log(
+                        f"{label} stopped unexpectedly (exit {proc.returncode}); stopping everything."
+                    )
+                    stopping, code = True, 1
+                    break
+            time.sleep(0.3)
+        self.stop()
+        return code
+
+    def stop(self) -> None:
+        for _, proc in self.children:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for _, proc in self.children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
