@@ -96,7 +96,9 @@ class Connection(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     established_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the handshake completed and the connection turned Active."
+        null=True,
+        blank=True,
+        help_text="When the handshake completed and the connection turned Active.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -106,6 +108,12 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def remote_tracker_label(self) -> str:
+        """The remote tracker's display name (``ServiceNow`` for ``servicenow``)."""
+        labels = dict(NodeSettings.Tracker.choices)
+        return labels.get(self.remote_tracker, self.remote_tracker)
 
     @property
     def is_local(self) -> bool:

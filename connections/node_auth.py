@@ -62,7 +62,13 @@ def body_sha256(body: bytes) -> str:
 
 
 def sign_token(
-    *, secret: str, issuer: str, audience: str, connection_id: str, body: bytes, extra: dict | None = None
+    *,
+    secret: str,
+    issuer: str,
+    audience: str,
+    connection_id: str,
+    body: bytes,
+    extra: dict | None = None,
 ) -> str:
     """Return a compact HS256 JWT with the claims described in this module's docstring.
 
@@ -125,7 +131,14 @@ def _unverified_claims(token: str) -> dict:
     return claims
 
 
-def _verify(token: str, body: bytes, *, secret: str, required: list[str]) -> dict:
+def _verify(
+    token: str,
+    body: bytes,
+    *,
+    secret: str,
+    required: list[str],
+    secret_name: str = "this connection's shared secret",
+) -> dict:
     """Check signature, audience (this node), times, body hash and replay; return the claims."""
     me = node_identity_get().node_id
     try:
@@ -138,11 +151,11 @@ def _verify(token: str, body: bytes, *, secret: str, required: list[str]) -> dic
             options={"require": required},
         )
     except jwt.ExpiredSignatureError:
-        raise NodeAuthError("The node token has expired: check that both nodes' clocks are right.") from None
-    except jwt.InvalidSignatureError:
         raise NodeAuthError(
-            "The node token's signature does not match this connection's shared secret."
+            "The node token has expired: check that both nodes' clocks are right."
         ) from None
+    except jwt.InvalidSignatureError:
+        raise NodeAuthError(f"The node token's signature does not match {secret_name}.") from None
     except jwt.InvalidAudienceError:
         raise NodeAuthError("The node token was made for another node, not this one.") from None
     except jwt.ImmatureSignatureError:
@@ -160,7 +173,9 @@ def _verify(token: str, body: bytes, *, secret: str, required: list[str]) -> dic
     if exp - iat > TOKEN_LIFETIME:
         raise NodeAuthError(f"The node token is valid for longer than {TOKEN_LIFETIME} seconds.")
     if not isinstance(claims.get("bsha"), str) or claims["bsha"] != body_sha256(body):
-        raise NodeAuthError("The request body does not match the body hash the node token was signed for.")
+        raise NodeAuthError(
+            "The request body does not match the body hash the node token was signed for."
+        )
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 8 <= len(jti) <= 64:
         raise NodeAuthError("The node token's jti must be a string of 8 to 64 characters.")
@@ -197,7 +212,9 @@ def verify_node_request(token: str, body: bytes) -> Connection:
     try:
         connection = Connection.objects.get(pk=uuid.UUID(str(claims.get("cid"))))
     except (ValueError, Connection.DoesNotExist):
-        raise NodeAuthError("The node token names a connection that does not exist on this node.") from None
+        raise NodeAuthError(
+            "The node token names a connection that does not exist on this node."
+        ) from None
     if connection.status == Connection.Status.PENDING or not connection.secret:
         raise NodeAuthError(f"Connection {connection.name} is not established yet on this node.")
     claims = _verify(token, body, secret=connection.secret, required=_REQUIRED)
@@ -207,7 +224,9 @@ def verify_node_request(token: str, body: bytes) -> Connection:
         else str(connection.remote_node_id or "")
     )
     if claims["iss"] != expected_issuer:
-        raise NodeAuthError("The node token was issued by a node that is not this connection's remote node.")
+        raise NodeAuthError(
+            "The node token was issued by a node that is not this connection's remote node."
+        )
     return connection
 
 
@@ -227,7 +246,13 @@ def verify_handshake_request(token: str, body: bytes) -> tuple[Invitation, dict]
         invitation = Invitation.objects.get(pk=uuid.UUID(str(claims.get("iid"))))
     except (ValueError, Invitation.DoesNotExist):
         raise NodeAuthError("This node made no invitation with that id.") from None
-    claims = _verify(token, body, secret=invitation.secret, required=[*_REQUIRED, "iid"])
+    claims = _verify(
+        token,
+        body,
+        secret=invitation.secret,
+        required=[*_REQUIRED, "iid"],
+        secret_name="the invitation's secret (the code was changed, or was not made by this node)",
+    )
     if str(claims["cid"]) != str(invitation.connection_uuid):
         raise NodeAuthError("The handshake names another connection than the invitation's.")
     return invitation, claims
@@ -271,12 +296,37 @@ class NodeJWTAuthentication(authentication.BaseAuthentication):
         except NodeAuthError as exc:
             raise exceptions.AuthenticationFailed({"error": exc.message}) from None
         issuer = (
-            str(connection.remote_node_id) if connection.remote_node_id else node_identity_get().node_id
+            str(connection.remote_node_id)
+            if connection.remote_node_id
+            else node_identity_get().node_id
         )
         return NodePrincipal(issuer), connection
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="exalate-node"'
+
+
+class InvitationJWTAuthentication(NodeJWTAuthentication):
+    """DRF authentication for the handshake: a node token signed with an invitation's secret.
+
+    Returns ``(NodePrincipal, (invitation, claims))``; see :func:`verify_handshake_request`.
+    Failures are 401 with ``{"error": "..."}``.
+    """
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        parts = header.split()
+        if len(parts) != 2 or parts[0] != self.keyword:
+            raise exceptions.AuthenticationFailed(
+                {
+                    "error": "The handshake needs Authorization: Bearer <jwt signed with the invitation's secret>."
+                }
+            )
+        try:
+            invitation, claims = verify_handshake_request(parts[1], request.body)
+        except NodeAuthError as exc:
+            raise exceptions.AuthenticationFailed({"error": exc.message}) from None
+        return NodePrincipal(str(claims["iss"])), (invitation, claims)
 
 
 class IsRemoteNode(permissions.BasePermission):

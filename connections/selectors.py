@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .models import NodeSettings
+from .models import Connection, NodeSettings
 
 
 def node_settings_get() -> NodeSettings:
@@ -83,3 +83,41 @@ def tracker_config_get() -> TrackerConfig:
         client_secret=node.client_secret,
         from_env=False,
     )
+
+
+def node_info_get() -> dict:
+    """This node's public information, as ``GET /api/node/v1/info`` returns it.
+
+    Shape: ``{"product": "exalate-console", "node_id": str, "name": str,
+    "tracker": "servicenow", "url": str ('' when private), "modes": {"basic": True,
+    "visual": False, "script": False}, "api_version": 1}``. Holds no secret.
+    """
+    identity = node_identity_get()
+    return {
+        "product": "exalate-console",
+        "node_id": identity.node_id,
+        "name": identity.name,
+        "tracker": identity.tracker,
+        "url": identity.public_url,
+        "modes": {"basic": True, "visual": False, "script": False},
+        "api_version": 1,
+    }
+
+
+def connection_list():
+    """All connections of this node (QuerySet of Connection), by name; the invitation preloaded."""
+    return Connection.objects.select_related("invitation").order_by("name", "created_at")
+
+
+def connection_get(connection_id) -> Connection:
+    """The Connection with ``connection_id`` (uuid or str). Raises Connection.DoesNotExist."""
+    return Connection.objects.select_related("invitation").get(pk=connection_id)
+
+
+def connection_rows():
+    """The Connections tab's rows: like :func:`connection_list`, but a local connection shows once.
+
+    A local connection is two rows on this node; the accepting row is hidden when its
+    initiating peer exists (actions on one row change both).
+    """
+    return connection_list().exclude(type=Connection.Type.LOCAL, is_initiator=False, local_peer__isnull=False)

@@ -41,7 +41,9 @@ class NodeUnreachable(NodeTransportError):
     ``Retry-After`` header), or None. ``status`` is the HTTP status if one was received.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None):
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status

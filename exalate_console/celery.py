@@ -9,3 +9,23 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exalate_console.settings")
 app = Celery("exalate_console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _beat_schedule() -> dict:
+    """The periodic tasks (in code, not in a database). Each tick expires after one
+    interval, so ticks missed while the worker was busy do not pile up."""
+    from django.conf import settings
+
+    def every(seconds: float, task: str) -> dict:
+        return {"task": task, "schedule": seconds, "options": {"expires": max(seconds, 1.0)}}
+
+    return {
+        # Sync engine (issue #5): change detection per active connection, polling of the
+        # remote by nodes without URL, and the drain that re-nudges lost work.
+        "sync-detect-changes": every(settings.CHANGE_POLL_INTERVAL, "sync.detect_changes_all"),
+        "sync-poll-remotes": every(settings.SYNC_POLL_INTERVAL, "sync.poll_remotes"),
+        "sync-drain": every(settings.SYNC_DRAIN_INTERVAL, "sync.drain"),
+    }
+
+
+app.conf.beat_schedule = _beat_schedule()

@@ -68,12 +68,24 @@ SERVICENOW_PASSWORD = env_str("SERVICENOW_PASSWORD", "")
 SERVICENOW_CLIENT_ID = env_str("SERVICENOW_CLIENT_ID", "")
 SERVICENOW_CLIENT_SECRET = env_str("SERVICENOW_CLIENT_SECRET", "")
 SERVICENOW_TIMEOUT = env_float("SERVICENOW_TIMEOUT", 30.0, minimum=0.1)
+# Retries of transient ServiceNow errors (timeouts, 429, 5xx) within one call: tries, and seconds in all.
+SERVICENOW_RETRY_ATTEMPTS = env_int("SERVICENOW_RETRY_ATTEMPTS", 4, minimum=1, maximum=20)
+SERVICENOW_RETRY_MAX_SECONDS = env_float("SERVICENOW_RETRY_MAX_SECONDS", 60.0, minimum=0)
 
 # Sync timing, in seconds.
 SYNC_POLL_INTERVAL = env_float("SYNC_POLL_INTERVAL", 20.0, minimum=0.5)
 CHANGE_POLL_INTERVAL = env_float("CHANGE_POLL_INTERVAL", 20.0, minimum=0.5)
 CHANGE_POLL_OVERLAP = env_float("CHANGE_POLL_OVERLAP", 120.0, minimum=0)
 NODE_REQUEST_TIMEOUT = env_float("NODE_REQUEST_TIMEOUT", 15.0, minimum=0.1)
+# Sync engine (issue #5): how often the drain task looks for work whose Celery message was
+# lost, and how old such work must be first; the lease a worker holds on a twin or
+# connection; the retry backoff (doubling from the base, capped); events per delivery.
+SYNC_DRAIN_INTERVAL = env_float("SYNC_DRAIN_INTERVAL", 5.0, minimum=0.5)
+SYNC_DRAIN_GRACE = env_float("SYNC_DRAIN_GRACE", 10.0, minimum=0)
+SYNC_CLAIM_TTL = env_float("SYNC_CLAIM_TTL", 120.0, minimum=5)
+SYNC_RETRY_BASE = env_float("SYNC_RETRY_BASE", 2.0, minimum=0.1)
+SYNC_RETRY_MAX = env_float("SYNC_RETRY_MAX", 300.0, minimum=1)
+SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 50, minimum=1, maximum=1000)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1, maximum=365)
 
 INSTALLED_APPS = [

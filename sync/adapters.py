@@ -174,6 +174,54 @@ class TrackerAdapter(abc.ABC):
         """(id, name) of the projects a connection can target; ServiceNow has none."""
         return []
 
+    # --- Optional methods the sync engine uses (added by the sync engine, issue #5) ----
+    # Each has a default in terms of the methods above, so an adapter works without
+    # them; overriding them makes the engine cheaper (fewer calls) and safer (exactly
+    # once across crashes).
+
+    #: Entity types this tracker can create. Basic rules mirror a remote type when it is
+    #: listed here and fall back to "task" otherwise. Empty: decided by the sync engine's
+    #: table for ``tracker`` (ServiceNow: incidents only).
+    entity_types: tuple[str, ...] = ()
+
+    def find_entity_by_correlation(self, correlation_id: str) -> EntityRef | None:
+        """The entity whose integration correlation id (ServiceNow: ``correlation_id``) equals
+        ``correlation_id``, or None. The engine calls it before re-trying a create, so a
+        crash between the create and the engine's own commit never makes a duplicate.
+
+        Default: None (no lookup possible; the engine then relies on its intent record).
+        """
+        return None
+
+    def create_entity_correlated(
+        self,
+        *,
+        summary: str,
+        description: str,
+        entity_type: str,
+        correlation_id: str,
+        correlation_display: str,
+    ) -> EntityRef:
+        """Create an entity carrying ``correlation_id`` / ``correlation_display`` (ServiceNow's
+        integration fields of those names) so :meth:`find_entity_by_correlation` finds it.
+
+        Default: :meth:`create_entity` without the correlation fields.
+        """
+        return self.create_entity(summary=summary, description=description, entity_type=entity_type)
+
+    def update_entity_fields(
+        self, entity_id: str, *, summary: str | None = None, description: str | None = None
+    ) -> None:
+        """Set only the given fields (None: leave as it is). Override to write only those.
+
+        Default: reads the entity for the missing field, then :meth:`update_entity`.
+        """
+        if summary is None or description is None:
+            current = self.read_replica(entity_id)
+            summary = current["summary"] if summary is None else summary
+            description = current["description"] if description is None else description
+        self.update_entity(entity_id, summary=summary, description=description)
+
 
 def adapter_for_node() -> TrackerAdapter:
     """Return the adapter for this node's tracker, built from General settings (or the environment).

@@ -1,15 +1,22 @@
+"""Console pages of the sync engine (mounted at the site root, namespace ``sync``)."""
+
 from django.urls import path
 
-from exalate_console.views import not_built
+from . import views
 
 app_name = "sync"
 
 urlpatterns = [
-    path(
-        "entity-sync-status/",
-        not_built("Entity sync status", "Looking up and exalating one incident is not built yet."),
-        name="entity-status",
-    ),
-    path("errors/", not_built("Errors", "The list of sync errors is not built yet."), name="errors"),
-    path("sync-queue/", not_built("Sync queue", "The sync queue page is not built yet."), name="queue"),
+    path("connections/<uuid:connection_id>/exalate/", views.connection_exalate, name="exalate"),
+    path("entity-sync-status/", views.entity_status, name="entity-status"),
+    path("entity-sync-status/exalate/", views.entity_exalate, name="entity-exalate"),
+    path("exalate/<uuid:request_id>/", views.exalate_status, name="exalate-status"),
+    path("exalate/<uuid:request_id>/status/", views.exalate_status_part, name="exalate-status-part"),
+    path("twins/<int:twin_id>/", views.twin_detail, name="twin"),
+    path("twins/<int:twin_id>/status/", views.twin_status_part, name="twin-status-part"),
+    path("twins/<int:twin_id>/retry/", views.twin_retry, name="twin-retry"),
+    path("errors/", views.errors, name="errors"),
+    path("errors/<int:error_id>/retry/", views.error_retry, name="error-retry"),
+    path("errors/<int:error_id>/resolve/", views.error_resolve, name="error-resolve"),
+    path("sync-queue/", views.queue, name="queue"),
 ]

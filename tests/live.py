@@ -143,6 +143,7 @@ class LiveNode(_Process):
         self.extra_env = env or {}
         self.var_dir = workdir / "var"
         self.pg_name: str | None = None
+        self.workers: list[LiveWorker] = []
         self.env = self._make_env()
 
     def _make_env(self) -> dict[str, str]:
@@ -205,15 +206,22 @@ class LiveNode(_Process):
             cur.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
         conn.close()
 
-    def start(self, *, fresh: bool = True) -> LiveNode:
-        """Start web + worker + beat; wait until /healthz answers 200."""
+    def start(self, *, fresh: bool = True, worker: bool = True) -> LiveNode:
+        """Start web + worker + beat; wait until /healthz answers 200.
+
+        ``worker=False`` starts the web part only (``serve --no-worker``); start workers
+        with :meth:`add_worker` then, to kill and restart them on their own.
+        """
         if fresh:
             self._create_database()
             if "CELERY_BROKER_URL" in self.env and self.env["CELERY_BROKER_URL"].startswith("redis"):
                 import redis
 
                 redis.Redis.from_url(self.env["CELERY_BROKER_URL"]).flushdb()
-        self._spawn([sys.executable, "manage.py", "serve", "--port", str(self.port), "--web-workers", "1"], self.env)
+        args = [sys.executable, "manage.py", "serve", "--port", str(self.port), "--web-workers", "1"]
+        if not worker:
+            args.append("--no-worker")
+        self._spawn(args, self.env)
         wait_for(lambda: requests.get(f"{self.url}/healthz", timeout=2).status_code == 200,
                  timeout=60, what=f"node {self.node_name} on {self.url}", proc=self.proc, log=self.log_path)
         return self
@@ -222,7 +230,18 @@ class LiveNode(_Process):
         self.stop()
         return self.start(fresh=False)
 
+    def add_worker(self, *, beat: bool = True, concurrency: int = 1, name: str = "") -> LiveWorker:
+        """Start one more Celery worker process group for this node (its own log); see LiveWorker."""
+        worker = LiveWorker(self, beat=beat, concurrency=concurrency, name=name or f"w{len(self.workers) + 1}")
+        self.workers.append(worker)
+        return worker.start()
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
     def close(self) -> None:
+        self.stop_workers()
         self.stop()
         self._drop_database()
 
@@ -249,3 +268,49 @@ class LiveNode(_Process):
         s.headers["X-CSRFToken"] = s.cookies.get(f"csrftoken_{self.port}") or ""
         s.headers["Referer"] = self.url + "/"
         return s
+
+
+class LiveWorker(_Process):
+    """A Celery worker (optionally with beat) of a :class:`LiveNode` started with ``worker=False``.
+
+    Its own process group, so ``kill()`` (SIGKILL to the whole group: main process and
+    pool children) stops it mid-task the way a crashed machine would; ``start()`` again
+    restarts it. ``pids()`` are the main process and its pool children (for memory).
+    """
+
+    name = "worker"
+
+    def __init__(self, node: LiveNode, *, beat: bool = True, concurrency: int = 1, name: str = "w1"):
+        self.name = f"worker-{name}"
+        super().__init__(node.workdir)
+        self.node = node
+        self.beat = beat
+        self.concurrency = concurrency
+        self.worker_name = name
+
+    def start(self) -> LiveWorker:
+        args = [
+            sys.executable, "-m", "celery", "-A", "exalate_console", "worker",
+            "--loglevel", "INFO", "--concurrency", str(self.concurrency),
+            "--hostname", f"{self.worker_name}-{self.node.port}@%h",
+        ]
+        if self.beat:
+            args += ["--beat", "--schedule", str(self.node.var_dir / f"celerybeat-{self.worker_name}")]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._spawn(args, self.node.env)
+        wait_for(lambda: " ready." in self.log()[offset:], timeout=60, what=f"worker {self.worker_name}", proc=self.proc, log=self.log_path)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker's whole process group at once (no graceful shutdown)."""
+        self.stop(sig=signal.SIGKILL, timeout=10)
+
+    def pids(self) -> list[int]:
+        """The worker's main process and its pool children."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            pids += [int(c) for c in children]
+        return pids

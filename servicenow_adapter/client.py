@@ -1,0 +1,625 @@
+"""A typed client for the ServiceNow Table, journal (``sys_journal_field``) and Attachment APIs.
+
+One :class:`ServiceNowClient` talks to one instance over one ``requests.Session``.
+Every call has a timeout, no cookies are kept (a session cookie would serialise
+parallel requests on one node and can get them dropped with 202), and failures become
+the tracker errors of ``sync.adapters`` (see ``servicenow_adapter.errors``).
+
+Retries: transient errors are retried with exponential backoff and jitter, waiting what
+``Retry-After`` or ``X-RateLimit-Reset`` asks when given, bounded by
+:class:`RetryPolicy` in attempts and total seconds. Reads are retried on every transient
+error; writes only when the instance certainly did not process them (connection
+refused, 429, the hibernation page), so a retry never adds a second comment or
+incident; an upload from a stream is never replayed. After the budget the last
+``TransientTrackerError`` is raised with its ``retry_after`` for the caller's queue.
+
+Authentication: Basic (user name and password, UTF-8), or OAuth 2 through
+``POST /oauth_token.do`` (password grant, then refresh_token grant; ServiceNow docs
+"OAuth API request parameters"). Tokens are shared by all clients of one process for
+the same instance and credentials. A 401 triggers one refresh and one retry; a second
+401 is a ``TrackerAuthenticationError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.cookiejar
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from sync.adapters import (
+    TrackerAuthenticationError,
+    TrackerError,
+    TrackerUnreachable,
+    TransientTrackerError,
+)
+
+from . import errors
+from . import query as q
+
+log = logging.getLogger(__name__)
+
+SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_PAGE_SIZE = 500
+MIN_PAGE_SIZE = 10
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient errors are retried: at most ``max_attempts`` tries within ``max_total_seconds``.
+
+    Waits ``Retry-After`` / ``X-RateLimit-Reset`` when the instance gives one (plus up to
+    10 % jitter), else a random delay in [d/2, d] with d = ``base_delay`` × 2^(attempt-1),
+    capped at ``max_delay``. Seconds throughout.
+    """
+
+    max_attempts: int = 4
+    max_total_seconds: float = 60.0
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before try ``attempt + 1``."""
+        if retry_after is not None:
+            return retry_after + random.uniform(0, 0.1 * max(retry_after, 0.1))
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+@dataclass
+class Page:
+    """One page of a list: ``rows``; ``total`` from X-Total-Count (None when absent); ``has_next`` from Link."""
+
+    rows: list[dict]
+    total: int | None
+    has_next: bool
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie, request):  # noqa: D102 - refuse every cookie
+        return False
+
+
+@dataclass
+class _Token:
+    access: str = ""
+    refresh: str = ""
+    expires_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_TOKENS: dict[tuple[str, str, str, str], _Token] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
+class OAuthCredentials:
+    """OAuth 2 password-grant credentials; the token is cached per process for these credentials."""
+
+    def __init__(self, *, client_id: str, client_secret: str, username: str, password: str):
+        self.client_id, self.client_secret = client_id, client_secret
+        self.username, self.password = username, password
+
+    def __repr__(self) -> str:
+        return f"OAuthCredentials(client_id={self.client_id!r}, username={self.username!r})"
+
+    def token_slot(self, instance_url: str) -> _Token:
+        fingerprint = hashlib.sha256(f"{self.password}\0{self.client_secret}".encode()).hexdigest()
+        key = (instance_url, self.client_id, self.username, fingerprint)
+        with _TOKENS_LOCK:
+            return _TOKENS.setdefault(key, _Token())
+
+
+class BasicCredentials:
+    """User name and password sent with every request (Basic authentication, UTF-8)."""
+
+    def __init__(self, *, username: str, password: str):
+        self.username, self.password = username, password
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials(username={self.username!r})"
+
+    def header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class ServiceNowClient:
+    """HTTP client of one ServiceNow instance.
+
+    ``instance_url``: ``https://<instance>.service-now.com`` (no trailing slash needed).
+    ``credentials``: :class:`BasicCredentials` or :class:`OAuthCredentials`.
+    ``timeout``: seconds for connecting and for each read. ``page_size``: rows per list
+    request. ``calls`` counts the HTTP requests sent (retries and token requests included).
+    Not thread-safe: use one client per thread (tokens are still shared).
+    """
+
+    def __init__(
+        self,
+        instance_url: str,
+        *,
+        credentials: BasicCredentials | OAuthCredentials,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        session: requests.Session | None = None,
+    ):
+        self.base = instance_url.rstrip("/")
+        self.credentials = credentials
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+        self.session = session or requests.Session()
+        self.session.cookies.set_policy(_NoCookies())
+        self.session.trust_env = False
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"ServiceNowClient({self.base!r}, {self.credentials!r})"
+
+    # -- authentication -------------------------------------------------------------------
+    def _authorization(self) -> str:
+        if isinstance(self.credentials, BasicCredentials):
+            return self.credentials.header()
+        slot = self.credentials.token_slot(self.base)
+        with slot.lock:
+            if not slot.access or slot.expires_at <= time.time() + 30:
+                self._oauth_fetch(slot, use_refresh=bool(slot.refresh))
+            return f"Bearer {slot.access}"
+
+    def _oauth_refresh(self, used_header: str) -> None:
+        """After a 401 with a bearer token: refresh it once (unless another thread already did)."""
+        slot = self.credentials.token_slot(self.base)
+        with slot.lock:
+            if f"Bearer {slot.access}" == used_header:
+                self._oauth_fetch(slot, use_refresh=bool(slot.refresh))
+
+    def _oauth_fetch(self, slot: _Token, *, use_refresh: bool) -> None:
+        """Get a token: refresh_token grant when we have one (falling back to the password grant)."""
+        creds: OAuthCredentials = self.credentials  # type: ignore[assignment]
+        form = {"client_id": creds.client_id, "client_secret": creds.client_secret}
+        if use_refresh:
+            answer = self._token_request({**form, "grant_type": "refresh_token", "refresh_token": slot.refresh})
+            if answer is not None:
+                slot.access = answer["access_token"]
+                slot.refresh = answer.get("refresh_token") or slot.refresh
+                slot.expires_at = time.time() + float(answer.get("expires_in") or 1800)
+                return
+        answer = self._token_request(
+            {**form, "grant_type": "password", "username": creds.username, "password": creds.password}
+        )
+        if answer is None:
+            slot.access, slot.refresh, slot.expires_at = "", "", 0.0
+            raise TrackerAuthenticationError(
+                "ServiceNow refused the OAuth token request: check the client id, client secret, "
+                "user name and password.",
+                status=401,
+            )
+        slot.access = answer["access_token"]
+        slot.refresh = answer.get("refresh_token", "")
+        slot.expires_at = time.time() + float(answer.get("expires_in") or 1800)
+
+    def _token_request(self, form: dict) -> dict | None:
+        """POST /oauth_token.do (form-encoded); the token JSON, or None when the grant is refused."""
+        what = "POST /oauth_token.do"
+        try:
+            self.calls += 1
+            response = self.session.post(
+                f"{self.base}/oauth_token.do",
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise TrackerUnreachable(f"Could not reach {self.base} for an OAuth token: {_reason(exc)}") from None
+        if response.status_code in (400, 401, 403):
+            return None
+        payload = errors.parse_json(response)
+        if response.status_code >= 300:
+            raise errors.error_for(response, payload, what)
+        if not isinstance(payload, dict) or "access_token" not in payload:
+            raise errors.NotATrackerInstance(f"The answer to {what} carries no access_token.")
+        return payload
+
+    # -- the request loop -------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: dict | None = None,
+        stream: bool = False,
+        idempotent: bool | None = None,
+        replayable: bool = True,
+        retry: RetryPolicy | None = None,
+        retry_cancelled: bool = True,
+    ) -> tuple[requests.Response, Any]:
+        """Send one API request with auth, timeout and retries; returns (response, parsed JSON).
+
+        ``path`` starts with ``/api/now``. JSON is parsed unless ``stream`` is set (then
+        None is returned and the caller reads the body). ``idempotent`` defaults to True for
+        GET/HEAD; ``replayable`` False (a body from a stream) disables all retries.
+        Raises the ``sync.adapters`` errors described in ``servicenow_adapter.errors``.
+        """
+        policy = retry or self.retry
+        idempotent = method in ("GET", "HEAD") if idempotent is None else idempotent
+        what = f"{method} {path}"
+        started = time.monotonic()
+        attempt, refreshed = 0, False
+        while True:
+            attempt += 1
+            sent_headers = {"Accept": "application/json", **(headers or {})}
+            sent_headers["Authorization"] = self._authorization()
+            not_processed = False
+            try:
+                self.calls += 1
+                response = self.session.request(
+                    method,
+                    f"{self.base}{path}",
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    headers=sent_headers,
+                    timeout=self.timeout,
+                    stream=stream,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                not_processed = _not_sent(exc)
+                error: TrackerError = TrackerUnreachable(
+                    f"Could not reach the ServiceNow instance {self.base} ({what}): {_reason(exc)}"
+                )
+            else:
+                if (
+                    response.status_code == 401
+                    and isinstance(self.credentials, OAuthCredentials)
+                    and not refreshed
+                    and replayable
+                ):
+                    refreshed = True
+                    response.close()
+                    self._oauth_refresh(sent_headers["Authorization"])
+                    attempt -= 1
+                    continue
+                try:
+                    payload = self._check(response, what, method=method, stream=stream)
+                    return response, payload
+                except TrackerError as exc:
+                    response.close()
+                    error = exc
+                    not_processed = response.status_code == 429 or (
+                        isinstance(exc, errors.NonJSONAnswer) and exc.hibernating
+                    )
+            if not isinstance(error, TransientTrackerError):
+                raise error
+            if isinstance(error, errors.TransactionCancelled) and not retry_cancelled:
+                raise error
+            if not replayable or not (idempotent or not_processed) or attempt >= policy.max_attempts:
+                raise error
+            wait = policy.delay(attempt, error.retry_after)
+            if time.monotonic() - started + wait > policy.max_total_seconds:
+                raise error
+            log.info("ServiceNow %s: %s; retry %d in %.2fs", what, error.message, attempt, wait)
+            time.sleep(wait)
+
+    def _check(self, response: requests.Response, what: str, *, method: str, stream: bool):
+        status = response.status_code
+        if 200 <= status < 300:
+            if status == 202 and method in ("GET", "HEAD") and not response.content:
+                raise TransientTrackerError(
+                    f"ServiceNow queued {what} (202 with no content): too many requests on one session",
+                    status=202,
+                )
+            if stream or method == "HEAD" or status == 204 or not response.content:
+                return None
+            return errors.parse_json(response)
+        if 300 <= status < 400:
+            raise errors.NonJSONAnswer(
+                f"The instance redirected {what} to {response.headers.get('Location', '?')} "
+                "(a login page or a wrong URL?).",
+                status=status,
+            )
+        try:
+            payload = errors.parse_json(response)
+        except errors.NonJSONAnswer as exc:
+            if status == 404 or (400 <= status < 500 and status != 429 and not exc.hibernating):
+                raise errors.NotATrackerInstance(
+                    f"{self.base} answered {what} with {status} and a non-JSON page: "
+                    "is this the address of a ServiceNow instance?",
+                    status=status,
+                ) from None
+            raise
+        raise errors.error_for(response, payload, what)
+
+    def _result(self, method: str, path: str, **kw):
+        response, payload = self.request(method, path, **kw)
+        return errors.result_of(payload, response, f"{method} {path}"), response
+
+    # -- Table API ---------------------------------------------------------------------------
+    def table_get(self, table: str, sys_id: str, *, fields: Iterable[str] = (), display_value: str = "false") -> dict:
+        """``GET /api/now/table/{table}/{sys_id}``: one record as a dict of raw strings.
+
+        References are bare sys_ids (``sysparm_exclude_reference_link=true``); date-times
+        are UTC ``YYYY-MM-DD HH:MM:SS``. Raises TrackerNotFound (404, also for a
+        malformed sys_id), TrackerPermissionError, TrackerAuthenticationError, transient errors.
+        """
+        _check_sys_id(sys_id)
+        result, _ = self._result(
+            "GET",
+            f"/api/now/table/{table}/{sys_id}",
+            params=_read_params(fields, display_value),
+        )
+        if not isinstance(result, dict):
+            raise errors.NotATrackerInstance(f"GET /api/now/table/{table}/{sys_id} did not return one record.")
+        return result
+
+    def table_page(
+        self,
+        table: str,
+        *,
+        query: str,
+        fields: Iterable[str] = (),
+        limit: int,
+        offset: int = 0,
+        display_value: str = "false",
+        path: str | None = None,
+    ) -> Page:
+        """One ``GET /api/now/table/{table}`` page: ``sysparm_query``, ``sysparm_limit``, ``sysparm_offset``.
+
+        ``path`` overrides the endpoint (the Attachment API lists with the same paging).
+        Returns a :class:`Page`. A transaction cancelled for running too long raises
+        ``errors.TransactionCancelled`` without retrying (the caller asks for less).
+        """
+        params = _read_params(fields, display_value)
+        params.update(sysparm_query=query, sysparm_limit=str(limit), sysparm_offset=str(offset))
+        endpoint = path or f"/api/now/table/{table}"
+        result, response = self._result("GET", endpoint, params=params, retry_cancelled=False)
+        if not isinstance(result, list):
+            raise errors.NotATrackerInstance(f"GET {endpoint} did not return a list.")
+        total_header = response.headers.get("X-Total-Count", "").strip()
+        total = int(total_header) if total_header.isdigit() else None
+        has_next = 'rel="next"' in response.headers.get("Link", "")
+        return Page(rows=result, total=total, has_next=has_next)
+
+    def table_list(
+        self,
+        table: str,
+        *,
+        query: str,
+        fields: Iterable[str] = (),
+        order: tuple[str, ...] = ("sys_updated_on", "sys_id"),
+        display_value: str = "false",
+        path: str | None = None,
+        page_size: int | None = None,
+    ) -> list[dict]:
+        """Every row matching ``query``, read page by page in a total order.
+
+        ``order`` fields are appended as ``ORDERBY`` terms (default
+        ``ORDERBYsys_updated_on^ORDERBYsys_id``), since an instance has no default order
+        and offset paging without one skips and repeats rows. Paging stops when the
+        offset reaches ``X-Total-Count`` (or, without it, when the ``Link`` header has no
+        ``next`` and a page is empty), never on a short page: ACLs remove rows after
+        the limit is applied. A cancelled transaction halves the page size and retries.
+        """
+        fields = list(fields)
+        full_query = q.join(query, q.order_by(*order))
+        limit = page_size or self.page_size
+        offset, rows = 0, []
+        while True:
+            try:
+                page = self.table_page(
+                    table, query=full_query, fields=fields, limit=limit, offset=offset,
+                    display_value=display_value, path=path,
+                )  # fmt: skip
+            except errors.TransactionCancelled:
+                if limit <= MIN_PAGE_SIZE:
+                    raise
+                limit = max(MIN_PAGE_SIZE, limit // 2)
+                continue
+            rows.extend(page.rows)
+            offset += limit
+            if page.total is not None:
+                if offset >= page.total:
+                    return rows
+            elif not page.rows and not page.has_next:
+                return rows
+
+    def table_create(self, table: str, values: dict, *, fields: Iterable[str] = ()) -> dict:
+        """``POST /api/now/table/{table}``: create one record; returns it (201).
+
+        Not retried unless the instance surely did not process it. Raises
+        TrackerBadRequest (400), TrackerPermissionError (403: ACL or data policy), others.
+        """
+        result, _ = self._result(
+            "POST",
+            f"/api/now/table/{table}",
+            params=_read_params(fields, "false"),
+            json_body=values,
+            headers={"Content-Type": "application/json"},
+        )
+        return result
+
+    def table_update(self, table: str, sys_id: str, values: dict, *, fields: Iterable[str] = ()) -> dict:
+        """``PATCH /api/now/table/{table}/{sys_id}``: change only the fields given; returns the record.
+
+        Writing a journal field (``comments``, ``work_notes``) appends an entry. Raises
+        TrackerNotFound (404), TrackerPermissionError (403, e.g. a data policy), others.
+        """
+        _check_sys_id(sys_id)
+        result, _ = self._result(
+            "PATCH",
+            f"/api/now/table/{table}/{sys_id}",
+            params=_read_params(fields, "false"),
+            json_body=values,
+            headers={"Content-Type": "application/json"},
+        )
+        return result
+
+    def table_delete(self, table: str, sys_id: str) -> None:
+        """``DELETE /api/now/table/{table}/{sys_id}`` (204). Raises TrackerNotFound when it is gone."""
+        _check_sys_id(sys_id)
+        self.request("DELETE", f"/api/now/table/{table}/{sys_id}", idempotent=True)
+
+    # -- journal ------------------------------------------------------------------------------
+    def journal_list(self, element_id: str, *, elements: tuple[str, ...] = ("comments",)) -> list[dict]:
+        """``GET /api/now/table/sys_journal_field`` rows of one record, oldest first.
+
+        Query ``element_id=<sys_id>^element=comments`` (or ``elementIN…``), ordered by
+        ``sys_created_on`` then ``sys_id`` (entries in one second need the tie-breaker).
+        Rows: ``sys_id``, ``element``, ``element_id``, ``value``, ``sys_created_on`` (UTC),
+        ``sys_created_by`` (user_name). An ACL can make this an empty list, not an error.
+        """
+        _check_sys_id(element_id)
+        element_term = (
+            q.term("element", "=", elements[0]) if len(elements) == 1 else q.term("element", "IN", q.in_list(elements))
+        )
+        return self.table_list(
+            "sys_journal_field",
+            query=q.join(q.term("element_id", "=", element_id), element_term),
+            fields=("sys_id", "element", "element_id", "value", "sys_created_on", "sys_created_by"),
+            order=("sys_created_on", "sys_id"),
+        )
+
+    def users_by_name(self, user_names: Iterable[str]) -> dict[str, str]:
+        """``GET /api/now/table/sys_user`` for these user_names: {user_name: display name}."""
+        names = sorted({n for n in user_names if n and "," not in n})
+        if not names:
+            return {}
+        rows = self.table_list(
+            "sys_user",
+            query=q.term("user_name", "IN", q.in_list(names)),
+            fields=("user_name", "name"),
+            order=("user_name", "sys_id"),
+        )
+        return {r.get("user_name", ""): r.get("name", "") for r in rows if r.get("user_name")}
+
+    # -- Attachment API ------------------------------------------------------------------------
+    def attachment_list(self, table_name: str, table_sys_id: str) -> list[dict]:
+        """``GET /api/now/attachment?sysparm_query=table_name=…^table_sys_id=…``: metadata rows, oldest first.
+
+        Each row has ``sys_id``, ``file_name``, ``content_type``, ``size_bytes``, ``hash``
+        (SHA-256 hex), ``sys_created_on``… as strings.
+        """
+        _check_sys_id(table_sys_id)
+        return self.table_list(
+            "sys_attachment",
+            query=q.join(q.term("table_name", "=", table_name), q.term("table_sys_id", "=", table_sys_id)),
+            order=("sys_created_on", "sys_id"),
+            path="/api/now/attachment",
+        )
+
+    def attachment_get(self, sys_id: str) -> dict:
+        """``GET /api/now/attachment/{sys_id}``: one metadata record. Raises TrackerNotFound."""
+        _check_sys_id(sys_id)
+        result, _ = self._result("GET", f"/api/now/attachment/{sys_id}")
+        return result
+
+    def attachment_download(self, sys_id: str, *, chunk_size: int = 65536) -> Iterator[bytes]:
+        """``GET /api/now/attachment/{sys_id}/file``: yield the bytes in chunks (streamed).
+
+        The request is made (and retried) before the first chunk is yielded; a failure
+        while streaming raises TransientTrackerError. Raises TrackerNotFound when missing.
+        """
+        _check_sys_id(sys_id)
+        response, _ = self.request(
+            "GET", f"/api/now/attachment/{sys_id}/file", headers={"Accept": "*/*"}, stream=True
+        )
+        return self._iter_body(response, chunk_size, sys_id)
+
+    def _iter_body(self, response: requests.Response, chunk_size: int, sys_id: str) -> Iterator[bytes]:
+        try:
+            yield from response.iter_content(chunk_size=chunk_size)
+        except requests.RequestException as exc:
+            raise TransientTrackerError(f"Download of attachment {sys_id} broke off: {_reason(exc)}") from None
+        finally:
+            response.close()
+
+    def attachment_upload(
+        self, *, table_name: str, table_sys_id: str, file_name: str, content_type: str, chunks: Iterable[bytes]
+    ) -> dict:
+        """``POST /api/now/attachment/file?table_name=&table_sys_id=&file_name=`` with the raw bytes.
+
+        The body is streamed from ``chunks`` (chunked transfer encoding), sent with the
+        file's own ``Content-Type`` (which ServiceNow stores). The bytes' SHA-256 is
+        computed on the way and compared with the ``hash`` the instance reports; a
+        mismatch raises TransientTrackerError. Returns the new metadata record (201).
+        Never retried here: the stream cannot be replayed.
+        """
+        _check_sys_id(table_sys_id)
+        digest = hashlib.sha256()
+
+        def body() -> Iterator[bytes]:
+            for chunk in chunks:
+                if chunk:
+                    digest.update(chunk)
+                    yield chunk
+
+        result, _ = self._result(
+            "POST",
+            "/api/now/attachment/file",
+            params={"table_name": table_name, "table_sys_id": table_sys_id, "file_name": file_name},
+            data=body(),
+            headers={"Content-Type": content_type or "application/octet-stream"},
+            replayable=False,
+        )
+        reported = str(result.get("hash") or "").lower()
+        if reported and re.fullmatch(r"[0-9a-f]{64}", reported) and reported != digest.hexdigest():
+            raise TransientTrackerError(
+                f"Upload of {file_name!r} arrived damaged: the instance's SHA-256 differs from the bytes sent."
+            )
+        return result
+
+
+def _read_params(fields: Iterable[str], display_value: str) -> dict:
+    params = {"sysparm_display_value": display_value, "sysparm_exclude_reference_link": "true"}
+    fields = list(fields)
+    if fields:
+        params["sysparm_fields"] = ",".join(fields)
+    return params
+
+
+def _check_sys_id(sys_id: str) -> None:
+    from sync.adapters import TrackerNotFound
+
+    if not isinstance(sys_id, str) or not SYS_ID.match(sys_id):
+        raise TrackerNotFound(f"{sys_id!r} is not a ServiceNow sys_id (32 lowercase hex characters).")
+
+
+def _not_sent(exc: requests.RequestException) -> bool:
+    """True when the request surely never reached the instance (refused or timed-out connect)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    text = repr(exc)
+    return isinstance(exc, requests.ConnectionError) and (
+        "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
+    )
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
+    text = repr(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return "the host name does not resolve"
+    if "SSLError" in text or isinstance(exc, requests.exceptions.SSLError):
+        return "the TLS handshake failed"
+    return exc.__class__.__name__

@@ -1,0 +1,273 @@
+"""Sync API views.
+
+Admin API (token or session auth, admins only; DRF defaults):
+
+* ``POST /api/connections/<uuid>/exalate/`` ``{"number": "INC0010001"}`` → 202 with the
+  exalate request (follow ``GET /api/exalate-requests/<id>/`` until ``twin`` is set);
+* ``GET /api/twins/?connection=&q=`` and ``GET /api/twins/<id>/``: status and both links;
+* ``POST /api/twins/<id>/retry/``; ``GET /api/errors/`` (open errors, ``?level=``).
+
+Node-to-node API (``Authorization: Bearer <jwt>`` signed with the connection's secret):
+
+* ``POST /api/node/v1/sync/messages`` ``{"protocol": 1, "messages": [...]}`` →
+  ``{"accepted": [event ids], "rejected": [{"event_id", "error"}]}``;
+* ``POST /api/node/v1/sync/poll`` (from a node without URL) → also ``"messages"``;
+* ``GET /api/node/v1/sync/attachments/<entity_id>/<attachment_id>``: the bytes, streamed;
+* ``PUT`` on the same path with ``?sha256=&size=``: a node without URL pushes bytes.
+
+Webhook (``Authorization: Bearer <this node's webhook token>``):
+``POST /api/webhooks/servicenow/`` ``{"sys_id": "...", "sys_mod_count": "7"}`` → 202.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from django.http import JsonResponse, StreamingHttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from connections.models import Connection
+from connections.node_auth import IsRemoteNode, NodeAuthError, NodeJWTAuthentication, verify_node_request
+
+from .. import selectors, services
+from ..adapters import TrackerError, TrackerNotFound, TransientTrackerError
+from ..models import ExalateRequest, SyncError, Twin
+from .serializers import (
+    ExalateInputSerializer,
+    ExalateRequestSerializer,
+    SyncErrorSerializer,
+    TwinSerializer,
+)
+
+# --- admin API -------------------------------------------------------------------------
+
+
+class ExalateApi(APIView):
+    """Exalate one incident by number on a connection; answers 202 with the request."""
+
+    def post(self, request, connection_id):
+        connection = Connection.objects.filter(pk=connection_id).first()
+        if connection is None:
+            return Response({"error": "No such connection on this node."}, status=status.HTTP_404_NOT_FOUND)
+        data = ExalateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            exalate = services.entity_exalate(
+                connection=connection, key=data.validated_data["number"], requested_by=str(request.user)
+            )
+        except services.SyncRefused as exc:
+            raise ValidationError({"number": [str(exc)]}) from None
+        return Response(ExalateRequestSerializer(exalate).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExalateRequestApi(RetrieveAPIView):
+    serializer_class = ExalateRequestSerializer
+    queryset = ExalateRequest.objects.select_related("twin")
+    lookup_url_kwarg = "request_id"
+
+
+class TwinListApi(ListAPIView):
+    """Twins, newest first; ``?q=`` number or sys_id, ``?connection=`` uuid."""
+
+    serializer_class = TwinSerializer
+
+    def get_queryset(self):
+        return selectors.twin_search(
+            query=self.request.query_params.get("q", ""),
+            connection_id=self.request.query_params.get("connection") or None,
+            limit=200,
+        )
+
+
+class TwinApi(RetrieveAPIView):
+    serializer_class = TwinSerializer
+    queryset = Twin.objects.all()
+    lookup_url_kwarg = "twin_id"
+
+
+class TwinRetryApi(APIView):
+    def post(self, request, twin_id):
+        twin = selectors.twin_get(twin_id)
+        services.twin_retry(twin=twin)
+        twin.refresh_from_db()
+        return Response(TwinSerializer(twin).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ErrorListApi(ListAPIView):
+    """Open errors, newest first; ``?level=entity|connection|node``."""
+
+    serializer_class = SyncErrorSerializer
+
+    def get_queryset(self):
+        level = self.request.query_params.get("level")
+        return selectors.errors_open(level=level if level in SyncError.Level.values else None)[:500]
+
+
+# --- node-to-node API ------------------------------------------------------------------
+
+
+class _NodeApi(APIView):
+    authentication_classes = [NodeJWTAuthentication]
+    permission_classes = [IsRemoteNode]
+
+    def _connection(self, request) -> Connection:
+        connection = request.auth
+        if connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
+            raise _Refused(409, f"Connection {connection.name} is {connection.status} on this node.")
+        return connection
+
+    def handle_exception(self, exc):
+        if isinstance(exc, _Refused):
+            return Response({"error": exc.message}, status=exc.status)
+        return super().handle_exception(exc)
+
+
+class _Refused(Exception):
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status = status_code
+        self.message = message
+
+
+class MessagesApi(_NodeApi):
+    """Store messages from the remote node (validated, at most once) and answer at once."""
+
+    def post(self, request):
+        connection = self._connection(request)
+        body = request.data if isinstance(request.data, dict) else {}
+        if body.get("protocol") != services.PROTOCOL:
+            raise _Refused(400, f"This node speaks sync protocol {services.PROTOCOL}.")
+        accepted, rejected = services.messages_receive(connection=connection, messages=body.get("messages"))
+        return Response({"accepted": accepted, "rejected": rejected})
+
+
+class PollApi(_NodeApi):
+    """A remote node without URL sends its messages and collects ours."""
+
+    def post(self, request):
+        connection = self._connection(request)
+        body = request.data if isinstance(request.data, dict) else {}
+        if body.get("protocol") != services.PROTOCOL:
+            raise _Refused(400, f"This node speaks sync protocol {services.PROTOCOL}.")
+        return Response(services.poll_answer(connection=connection, body=body))
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class AttachmentApi(View):
+    """GET: stream an attachment we sent to the remote node. PUT: bytes pushed by a node without URL.
+
+    A plain Django view so the body is streamed, never read whole: the node token is
+    signed over an empty body (``bsha`` of ``b""``) and the bytes are checked by sha256.
+    """
+
+    def _connection(self, request) -> Connection:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme != "Bearer" or not token:
+            raise _Refused(401, "This endpoint needs a node token: Authorization: Bearer <jwt>.")
+        try:
+            connection = verify_node_request(token, b"")
+        except NodeAuthError as exc:
+            raise _Refused(401, exc.message) from None
+        if connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
+            raise _Refused(409, f"Connection {connection.name} is {connection.status} on this node.")
+        return connection
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except _Refused as exc:
+            return JsonResponse({"error": exc.message}, status=exc.status)
+
+    def get(self, request, entity_id: str, attachment_id: str):
+        connection = self._connection(request)
+        try:
+            meta, chunks = services.attachment_stream_for_remote(
+                connection=connection, entity_id=entity_id, attachment_id=attachment_id
+            )
+            first = next(chunks, b"")  # surface the instance's errors before the 200
+        except TrackerNotFound as exc:
+            return JsonResponse({"error": str(exc)}, status=404)
+        except TransientTrackerError as exc:
+            response = JsonResponse({"error": str(exc)}, status=503)
+            if exc.retry_after:
+                response["Retry-After"] = str(int(exc.retry_after))
+            return response
+        except TrackerError as exc:
+            return JsonResponse({"error": str(exc)}, status=502)
+
+        def body():
+            if first:
+                yield first
+            yield from chunks
+
+        response = StreamingHttpResponse(body(), content_type=meta.get("content_type") or "application/octet-stream")
+        response["X-Content-SHA256"] = meta["sha256"]
+        return response
+
+    def put(self, request, entity_id: str, attachment_id: str):
+        connection = self._connection(request)
+        try:
+            size = int(request.GET.get("size", ""))
+        except ValueError:
+            return JsonResponse({"error": "size must be a whole number of bytes"}, status=400)
+
+        def chunks():
+            while chunk := request.read(services.CHUNK):
+                yield chunk
+
+        try:
+            services.pushed_attachment_store(
+                connection=connection,
+                attachment_id=attachment_id,
+                sha256=request.GET.get("sha256", ""),
+                size=size,
+                chunks=chunks(),
+            )
+        except services.SyncRefused as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse({"stored": attachment_id}, status=201)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ServiceNowWebhook(View):
+    """A ServiceNow business rule announces a changed incident: ``{"sys_id", "sys_mod_count"}``.
+
+    Authenticated by this node's webhook token (General settings), compared in constant
+    time. Answers 202 ``{"twins": n}`` with the number of twins marked for a scan (0 when
+    the incident is not exalated). The business rule to paste into ServiceNow is in the
+    README ("Instant change detection").
+    """
+
+    def post(self, request):
+        from connections.selectors import node_settings_get
+
+        expected = node_settings_get().webhook_token or ""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not expected or scheme != "Bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+            return JsonResponse({"error": "Wrong or missing webhook token (Authorization: Bearer <token>)."}, status=401)
+        if len(request.body) > 10_000:
+            return JsonResponse({"error": "The announcement is too large."}, status=413)
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            return JsonResponse({"error": "The body must be JSON: {\"sys_id\": \"...\"}."}, status=400)
+        sys_id = data.get("sys_id") if isinstance(data, dict) else None
+        if not isinstance(sys_id, str) or not 1 <= len(sys_id) <= 64:
+            return JsonResponse({"error": "sys_id is missing."}, status=400)
+        mod_count = data.get("sys_mod_count")
+        try:
+            mod_count = int(mod_count) if mod_count not in (None, "") else None
+        except (TypeError, ValueError):
+            return JsonResponse({"error": "sys_mod_count must be a whole number."}, status=400)
+        marked = services.webhook_receive(entity_id=sys_id, mod_count=mod_count)
+        return JsonResponse({"twins": marked}, status=202)
