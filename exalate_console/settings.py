@@ -163,7 +163,6 @@ def _database(url: str) -> dict:
             "init_command": "PRAGMA journal_mode=WAL;",
             "transaction_mode": "IMMEDIATE",
         }
-        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_suffix(".test.sqlite3"))}
     return config
 
 

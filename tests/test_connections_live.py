@@ -312,6 +312,7 @@ def test_a_local_and_a_private_connection_in_the_browser(nodes, api, browser, ar
         page.goto(f"{a.url}/connections/")
         page.click("text=Initiate connection")
         page.locator("label.toggle").click()
+        expect(page.locator("#id_no_url")).to_be_checked()
         page.screenshot(path=str(artifacts / "connections-12-no-url.png"))
         dialog.get_by_role("button", name="Next").click()
         expect(dialog.get_by_text("private connection")).to_be_visible()

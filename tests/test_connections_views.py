@@ -256,3 +256,49 @@ def test_names_from_other_nodes_are_escaped(admin_client):
     )
     page = text(admin_client.get("/connections/"))
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+@pytest.fixture
+def node_b(monkeypatch):
+    """Destination node B as its info endpoint describes it (the one function patched)."""
+    from connections import services
+
+    b = services.RemoteNode(node_id="6" * 32, name="Node B", tracker="servicenow", url="http://node-b.example",
+                            modes={"basic": True, "visual": False, "script": False})
+    monkeypatch.setattr(services, "node_info_fetch", lambda url: b)
+    return b
+
+
+def test_yes_sends_the_browser_to_the_destination_with_the_invitation(admin_client, node_b):
+    step2 = text(post_step(admin_client, step="destination", destination_url="http://node-b.example/"))
+    assert "Found node <strong>Node B</strong>" in step2
+    step3 = text(post_step(admin_client, step="mode", destination_url=node_b.url, type="public",
+                           remote_name="Node B", mode="basic"))
+    assert 'value="NodeA_to_NodeB"' in step3 and "Yes, I have admin access" in step3
+    response = post_step(admin_client, step="name", destination_url=node_b.url, type="public", mode="basic",
+                         name="NodeA_to_NodeB", admin_access="yes")
+    assert response.status_code == 302
+    assert response["Location"].startswith("http://node-b.example/api/node/v1/accept-invitation?code=exalate1.")
+    assert Connection.objects.get().status == "pending"
+
+
+def test_with_htmx_yes_redirects_the_whole_page(admin_client, node_b):
+    response = admin_client.post(
+        "/connections/initiate/",
+        {"step": "name", "destination_url": node_b.url, "type": "public", "mode": "basic", "name": "N",
+         "admin_access": "yes"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response["HX-Redirect"].startswith("http://node-b.example/api/node/v1/accept-invitation?code=")
+
+
+def test_no_shows_the_invitation_code_in_the_dialog_with_htmx(admin_client, node_b):
+    response = admin_client.post(
+        "/connections/initiate/",
+        {"step": "name", "destination_url": node_b.url, "type": "public", "mode": "basic", "name": "N",
+         "admin_access": "no"},
+        HTTP_HX_REQUEST="true",
+    )
+    page = text(response)
+    assert page.lstrip().startswith('<section class="dialog wizard" id="initiate-dialog"')
+    assert Connection.objects.get().invitation.code in page and "Copy invitation code" in page
