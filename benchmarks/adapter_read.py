@@ -69,23 +69,37 @@ def main() -> int:
         )  # fmt: skip
 
         def new_adapter() -> ServiceNowAdapter:
-            client = ServiceNowClient(url, credentials=BasicCredentials(username="admin", password="admin"), timeout=30)
+            client = ServiceNowClient(
+                url, credentials=BasicCredentials(username="admin", password="admin"), timeout=30
+            )
             return ServiceNowAdapter(client)
 
         setup = new_adapter()
         writer = ServiceNowAdapter(
-            ServiceNowClient(url, credentials=BasicCredentials(username="beth.anglin", password="beth"))
+            ServiceNowClient(
+                url, credentials=BasicCredentials(username="beth.anglin", password="beth")
+            )
         )
         ids = []
         for i in range(args.incidents):
-            ref = setup.create_entity(summary=f"Benchmark incident {i}", description="Line 1\nLine 2", entity_type="incident")
+            ref = setup.create_entity(
+                summary=f"Benchmark incident {i}",
+                description="Line 1\nLine 2",
+                entity_type="incident",
+            )
             for n in range(3):
-                (writer if n % 2 else setup).client.table_update("incident", ref.id, {"comments": f"Comment {n} on {i}"})
+                (writer if n % 2 else setup).client.table_update(
+                    "incident", ref.id, {"comments": f"Comment {n} on {i}"}
+                )
             setup.client.table_update("incident", ref.id, {"work_notes": "internal"})
-            setup.add_attachment(ref.id, file_name=f"log-{i}.txt", content_type="text/plain", chunks=[b"x" * 2048])
+            setup.add_attachment(
+                ref.id, file_name=f"log-{i}.txt", content_type="text/plain", chunks=[b"x" * 2048]
+            )
             ids.append(ref.id)
 
-        requests.post(f"{url}/sandbox/faults", json={"latency_ms": args.latency_ms}, timeout=5).raise_for_status()
+        requests.post(
+            f"{url}/sandbox/faults", json={"latency_ms": args.latency_ms}, timeout=5
+        ).raise_for_status()
         warm = new_adapter()
         warm.read_replica(ids[0])
         warm_calls = warm.client.calls
@@ -118,14 +132,24 @@ def main() -> int:
     n = args.incidents
     minimum = MIN_CALLS_PER_INCIDENT * n
     bound = minimum * args.latency_ms / 1000.0 / args.concurrency
-    print(f"ran on: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}")
-    print(f"read {n} incidents ({items} comments + attachments) at {args.latency_ms:g} ms latency, concurrency {args.concurrency}")
+    print(
+        f"ran on: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}"
+    )
+    print(
+        f"read {n} incidents ({items} comments + attachments) at {args.latency_ms:g} ms latency, concurrency {args.concurrency}"
+    )
     print(f"warm-up read (not timed): {warm_calls} calls (3 + 1 sys_user lookup for author names)")
-    print(f"calls per incident: {client_calls / n:.2f} (clients) / {server_calls / n:.2f} (sandbox); minimum {MIN_CALLS_PER_INCIDENT}")
-    print(f"wall time: {wall:.3f} s; bound {minimum} calls x {args.latency_ms:g} ms / {args.concurrency} = {bound:.3f} s; ratio {wall / bound if bound else float('nan'):.2f}")
+    print(
+        f"calls per incident: {client_calls / n:.2f} (clients) / {server_calls / n:.2f} (sandbox); minimum {MIN_CALLS_PER_INCIDENT}"
+    )
+    print(
+        f"wall time: {wall:.3f} s; bound {minimum} calls x {args.latency_ms:g} ms / {args.concurrency} = {bound:.3f} s; ratio {wall / bound if bound else float('nan'):.2f}"
+    )
     ok_calls = client_calls <= minimum and server_calls <= minimum
     ok_time = bound == 0 or wall <= 1.5 * bound
-    print(f"targets: calls {'met' if ok_calls else 'MISSED'}, wall time within 1.5x {'met' if ok_time else 'MISSED'}")
+    print(
+        f"targets: calls {'met' if ok_calls else 'MISSED'}, wall time within 1.5x {'met' if ok_time else 'MISSED'}"
+    )
     return 0 if ok_calls and ok_time else 1
 
 

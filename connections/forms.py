@@ -15,9 +15,13 @@ ACCESS_CHOICES = [("yes", "Yes, I have admin access"), ("no", "No, I don't have 
 class InitiateForm(forms.Form):
     """Every answer of the Initiate connection wizard; each step validates its own part."""
 
-    destination_url = forms.CharField(label="Destination Instance URL", required=False, max_length=500)
+    destination_url = forms.CharField(
+        label="Destination Instance URL", required=False, max_length=500
+    )
     no_url = forms.BooleanField(label="I don't have a URL", required=False)
-    mode = forms.ChoiceField(label="Choose the configuration type", choices=MODE_CHOICES, required=False)
+    mode = forms.ChoiceField(
+        label="Choose the configuration type", choices=MODE_CHOICES, required=False
+    )
     name = forms.CharField(label="Connection name", required=False, max_length=100)
     admin_access = forms.ChoiceField(
         label="Do you have admin access to the destination instance?",
@@ -37,6 +41,8 @@ class InvitationCodeForm(forms.Form):
         label="Invitation code",
         required=False,
         max_length=8000,
-        widget=forms.Textarea(attrs={"rows": 5, "class": "code", "spellcheck": "false", "autocomplete": "off"}),
+        widget=forms.Textarea(
+            attrs={"rows": 5, "class": "code", "spellcheck": "false", "autocomplete": "off"}
+        ),
         strip=True,
     )

@@ -30,7 +30,9 @@ class NodeSettings(models.Model):
     public_url = models.URLField("Exalate URL", blank=True)
     tracker = models.CharField(max_length=20, choices=Tracker.choices, default=Tracker.SERVICENOW)
     instance_url = models.URLField("Instance URL", blank=True)
-    auth_method = models.CharField(max_length=10, choices=AuthMethod.choices, default=AuthMethod.BASIC)
+    auth_method = models.CharField(
+        max_length=10, choices=AuthMethod.choices, default=AuthMethod.BASIC
+    )
     username = models.CharField(max_length=150, blank=True)
     password = EncryptedTextField(blank=True)
     client_id = models.CharField("OAuth client id", max_length=255, blank=True)

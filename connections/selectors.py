@@ -120,4 +120,6 @@ def connection_rows():
     A local connection is two rows on this node; the accepting row is hidden when its
     initiating peer exists (actions on one row change both).
     """
-    return connection_list().exclude(type=Connection.Type.LOCAL, is_initiator=False, local_peer__isnull=False)
+    return connection_list().exclude(
+        type=Connection.Type.LOCAL, is_initiator=False, local_peer__isnull=False
+    )

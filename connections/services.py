@@ -422,15 +422,15 @@ def invitation_accept(*, code: str, user) -> Connection:
     with transaction.atomic():
         connection = Connection.objects.create(
             id=payload.connection_id,
-            name=payload.name,
+            name=payload.name[:100],
             type=payload.type,
             mode=payload.mode,
             status=Connection.Status.ACTIVE,
             is_initiator=False,
             remote_node_id=remote.node_id,
             remote_url=payload.node_url,
-            remote_name=remote.name or payload.node_name,
-            remote_tracker=remote.tracker or payload.tracker,
+            remote_name=(remote.name or payload.node_name)[:100],
+            remote_tracker=(remote.tracker or payload.tracker)[:20],
             polls_remote=payload.type == Connection.Type.PRIVATE,
             secret=payload.secret,
             established_at=now,
@@ -476,7 +476,7 @@ def _handshake_send(payload: InvitationPayload) -> RemoteNode:
     except NodeUnreachable as exc:
         raise ConnectionSetupError(
             f"The initiating node {who} cannot be reached at {payload.node_url}: {exc.message} "
-            "Nothing was changed; try again when it is back.",
+            "Nothing was stored on this node; try again when it is back.",
             status=502,
         ) from None
     except NodeRequestRejected as exc:

@@ -14,5 +14,9 @@ urlpatterns = [
     path("<uuid:connection_id>/deactivate/", views.connection_deactivate_view, name="deactivate"),
     path("<uuid:connection_id>/delete/", views.connection_delete_view, name="delete"),
     path("<uuid:connection_id>/invitation/", views.invitation_show, name="invitation"),
-    path("<uuid:connection_id>/invitation/revoke/", views.invitation_revoke_view, name="invitation-revoke"),
+    path(
+        "<uuid:connection_id>/invitation/revoke/",
+        views.invitation_revoke_view,
+        name="invitation-revoke",
+    ),
 ]

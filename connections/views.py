@@ -87,7 +87,9 @@ def connection_list(request):
 _PREVIOUS = {"mode": "destination", "name": "mode"}
 
 
-def _initiate_render(request, step: str, data: dict, *, error: ConnectionSetupError | None = None, **extra):
+def _initiate_render(
+    request, step: str, data: dict, *, error: ConnectionSetupError | None = None, **extra
+):
     context = {
         "step": step,
         "data": data,
@@ -126,7 +128,9 @@ def connection_initiate_wizard(request):
 
     if step == "destination":
         try:
-            check = destination_check(destination_url=data["destination_url"], no_url=data["no_url"])
+            check = destination_check(
+                destination_url=data["destination_url"], no_url=data["no_url"]
+            )
         except ConnectionSetupError as exc:
             return _initiate_render(request, "destination", data, error=exc)
         data.update(
@@ -140,7 +144,9 @@ def connection_initiate_wizard(request):
 
     if step == "mode":
         if data["mode"] != "basic":
-            error = ConnectionSetupError("Choose Basic: Visual and Script are not available yet.", field="mode")
+            error = ConnectionSetupError(
+                "Choose Basic: Visual and Script are not available yet.", field="mode"
+            )
             return _initiate_render(request, "mode", data, error=error)
         if not data["name"]:
             local = short_name(node_identity_get().name, "Local")
@@ -151,7 +157,8 @@ def connection_initiate_wizard(request):
     # step == "name": Initiate.
     if data["type"] == Connection.Type.PUBLIC and not data["admin_access"]:
         error = ConnectionSetupError(
-            "Choose whether you have admin access to the destination instance.", field="admin_access"
+            "Choose whether you have admin access to the destination instance.",
+            field="admin_access",
         )
         return _initiate_render(request, "name", data, error=error)
     try:
@@ -169,7 +176,10 @@ def connection_initiate_wizard(request):
         request.session[SESSION_CODE] = {"code": code, "at": time.time()}
         return _go(request, reverse("connections:accept"))
     if connection.type == Connection.Type.PUBLIC and data["admin_access"] == "yes":
-        return _go(request, f"{connection.remote_url}/api/node/v1/accept-invitation?{urlencode({'code': code})}")
+        return _go(
+            request,
+            f"{connection.remote_url}/api/node/v1/accept-invitation?{urlencode({'code': code})}",
+        )
     if request.htmx:
         return _initiate_render(request, "code", data, code=code, connection=connection)
     return redirect("connections:invitation", connection_id=connection.id)
@@ -194,7 +204,10 @@ def _accept_render(request, step: str, code: str, *, error=None, payload=None):
 
 
 def _stash_code(request) -> None:
-    request.session[SESSION_CODE] = {"code": request.GET["code"][:MAX_CODE_LENGTH], "at": time.time()}
+    request.session[SESSION_CODE] = {
+        "code": request.GET["code"][:MAX_CODE_LENGTH],
+        "at": time.time(),
+    }
 
 
 def _stashed_code(request) -> str:
@@ -259,7 +272,7 @@ def _accept_next(request, code: str):
 
 @admin_required
 def connection_established(request, connection_id):
-    """"Connection established successfully": enter an incident number and click Exalate."""
+    """ "Connection established successfully": enter an incident number and click Exalate."""
     connection = _connection_or_404(connection_id)
     return render(request, "connections/established.html", {"connection": connection})
 
@@ -318,7 +331,11 @@ def invitation_show(request, connection_id):
     return render(
         request,
         "connections/invitation.html",
-        {"connection": connection, "invitation": invitation, "code": invitation.code if invitation else ""},
+        {
+            "connection": connection,
+            "invitation": invitation,
+            "code": invitation.code if invitation else "",
+        },
     )
 
 
@@ -332,5 +349,7 @@ def invitation_revoke_view(request, connection_id):
     except ConnectionSetupError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"The invitation for {connection.name} is revoked: its code no longer works.")
+        messages.success(
+            request, f"The invitation for {connection.name} is revoked: its code no longer works."
+        )
     return redirect("connections:list")

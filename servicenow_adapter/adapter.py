@@ -96,9 +96,13 @@ class ServiceNowAdapter(TrackerAdapter):
             raise TrackerError(f"This node's tracker is {config.tracker!r}, not ServiceNow.")
         url = (config.instance_url or "").strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise TrackerError("The ServiceNow instance URL is missing or does not start with https://.")
+            raise TrackerError(
+                "The ServiceNow instance URL is missing or does not start with https://."
+            )
         if not config.username or not config.password:
-            raise TrackerAuthenticationError("The ServiceNow user name and password must both be filled in.")
+            raise TrackerAuthenticationError(
+                "The ServiceNow user name and password must both be filled in."
+            )
         if config.auth_method == "oauth":
             if not config.client_id or not config.client_secret:
                 raise TrackerAuthenticationError("OAuth needs a client id and a client secret.")
@@ -115,7 +119,10 @@ class ServiceNowAdapter(TrackerAdapter):
             max_total_seconds=getattr(settings, "SERVICENOW_RETRY_MAX_SECONDS", 60.0),
         )
         client = ServiceNowClient(
-            url, credentials=credentials, timeout=getattr(settings, "SERVICENOW_TIMEOUT", 30.0), retry=retry
+            url,
+            credentials=credentials,
+            timeout=getattr(settings, "SERVICENOW_TIMEOUT", 30.0),
+            retry=retry,
         )
         return cls(client)
 
@@ -136,7 +143,9 @@ class ServiceNowAdapter(TrackerAdapter):
         saved_retry, self.client.retry = self.client.retry, NO_RETRY
         try:
             try:
-                self.client.table_page("incident", query="ORDERBYsys_id", fields=("sys_id",), limit=1)
+                self.client.table_page(
+                    "incident", query="ORDERBYsys_id", fields=("sys_id",), limit=1
+                )
             except TrackerNotFound as exc:
                 # ServiceNow's own 404 ("No Record found", with a detail) is an empty table the v1 way.
                 if not exc.detail:
@@ -150,12 +159,18 @@ class ServiceNowAdapter(TrackerAdapter):
                     status=403,
                     detail=exc.detail,
                 ) from None
-            self._check_readable("sys_journal_field", "comments and work notes (sys_journal_field)", None)
-            self._check_readable("sys_attachment", "attachments (sys_attachment)", "/api/now/attachment")
+            self._check_readable(
+                "sys_journal_field", "comments and work notes (sys_journal_field)", None
+            )
+            self._check_readable(
+                "sys_attachment", "attachments (sys_attachment)", "/api/now/attachment"
+            )
         except TrackerAuthenticationError as exc:
-            how = "OAuth client or the user's credentials" if isinstance(
-                self.client.credentials, OAuthCredentials
-            ) else "user name and password"
+            how = (
+                "OAuth client or the user's credentials"
+                if isinstance(self.client.credentials, OAuthCredentials)
+                else "user name and password"
+            )
             raise TrackerAuthenticationError(
                 f"ServiceNow at {where} refused the {how} for {who!r} (401). Check them and save again.",
                 status=401,
@@ -196,9 +211,15 @@ class ServiceNowAdapter(TrackerAdapter):
         )
 
     def _check_readable(self, table: str, label: str, path: str | None) -> None:
-        query = q.join(q.term("name", "=", "incident"), "ORDERBYsys_id") if table == "sys_journal_field" else "ORDERBYsys_id"
+        query = (
+            q.join(q.term("name", "=", "incident"), "ORDERBYsys_id")
+            if table == "sys_journal_field"
+            else "ORDERBYsys_id"
+        )
         try:
-            page = self.client.table_page(table, query=query, fields=("sys_id",), limit=1, path=path)
+            page = self.client.table_page(
+                table, query=query, fields=("sys_id",), limit=1, path=path
+            )
         except TrackerPermissionError as exc:
             raise TrackerPermissionError(
                 f"The user {self.username!r} cannot read {label} on {self.instance_url} "
@@ -254,12 +275,16 @@ class ServiceNowAdapter(TrackerAdapter):
         try:
             row = self.client.table_get("incident", entity_id, fields=("sys_id", "number"))
         except TrackerNotFound:
-            raise TrackerNotFound(f"There is no incident with sys_id {entity_id} on {self.instance_url}.") from None
+            raise TrackerNotFound(
+                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+            ) from None
         return self._ref(row)
 
     def _ref(self, row: dict) -> EntityRef:
         sys_id = mapping.value_of(row.get("sys_id"))
-        return EntityRef(id=sys_id, key=mapping.value_of(row.get("number")), url=self.entity_url(sys_id))
+        return EntityRef(
+            id=sys_id, key=mapping.value_of(row.get("number")), url=self.entity_url(sys_id)
+        )
 
     def entity_url(self, entity_id: str) -> str:
         """``<instance>/nav_to.do?uri=incident.do%3Fsys_id%3D<sys_id>`` (ServiceNow's own UI link form)."""
@@ -276,7 +301,9 @@ class ServiceNowAdapter(TrackerAdapter):
         try:
             incident = self.client.table_get("incident", entity_id, fields=INCIDENT_FIELDS)
         except TrackerNotFound:
-            raise TrackerNotFound(f"There is no incident with sys_id {entity_id} on {self.instance_url}.") from None
+            raise TrackerNotFound(
+                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+            ) from None
         journal = self.client.journal_list(entity_id, elements=("comments",))
         attachments = self.client.attachment_list("incident", entity_id)
         names = self._author_names({mapping.value_of(r.get("sys_created_by")) for r in journal})
@@ -318,17 +345,23 @@ class ServiceNowAdapter(TrackerAdapter):
         ServiceNow in Basic mode syncs incidents only; the instance cuts a summary over
         160 characters. Raises TrackerBadRequest, TrackerPermissionError and transient errors.
         """
-        fields = mapping.replica_to_incident_fields({"summary": summary, "description": description})
+        fields = mapping.replica_to_incident_fields(
+            {"summary": summary, "description": description}
+        )
         row = self.client.table_create("incident", fields, fields=("sys_id", "number"))
         return self._ref(row)
 
     def update_entity(self, entity_id: str, *, summary: str, description: str) -> None:
         """Set ``short_description`` and ``description`` (``PATCH /api/now/table/incident/{sys_id}``)."""
-        fields = mapping.replica_to_incident_fields({"summary": summary, "description": description})
+        fields = mapping.replica_to_incident_fields(
+            {"summary": summary, "description": description}
+        )
         try:
             self.client.table_update("incident", entity_id, fields, fields=("sys_id",))
         except TrackerNotFound:
-            raise TrackerNotFound(f"There is no incident with sys_id {entity_id} on {self.instance_url}.") from None
+            raise TrackerNotFound(
+                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+            ) from None
 
     def add_comment(self, entity_id: str, *, body: str, author: str) -> CreatedItem:
         """Add a public comment, its first line ``[<author> wrote]``; returns the journal entry's sys_id.
@@ -340,14 +373,23 @@ class ServiceNowAdapter(TrackerAdapter):
         """
         text = mapping.comment_body_with_author(body or "", author)
         if not text.strip():
-            raise TrackerBadRequest("An empty comment cannot be added: ServiceNow ignores empty journal entries.")
+            raise TrackerBadRequest(
+                "An empty comment cannot be added: ServiceNow ignores empty journal entries."
+            )
         try:
             row = self.client.table_update(
-                "incident", entity_id, {"comments": text}, fields=("sys_id", "sys_updated_on", "number")
+                "incident",
+                entity_id,
+                {"comments": text},
+                fields=("sys_id", "sys_updated_on", "number"),
             )
         except TrackerNotFound:
-            raise TrackerNotFound(f"There is no incident with sys_id {entity_id} on {self.instance_url}.") from None
-        written = mapping.parse_datetime(row.get("sys_updated_on", "")) or datetime.now().astimezone()
+            raise TrackerNotFound(
+                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+            ) from None
+        written = (
+            mapping.parse_datetime(row.get("sys_updated_on", "")) or datetime.now().astimezone()
+        )
         lower = q.sn_datetime(written - timedelta(seconds=120))
         page = self.client.table_page(
             "sys_journal_field",
@@ -399,7 +441,9 @@ class ServiceNowAdapter(TrackerAdapter):
                 chunks=chunks,
             )
         except TrackerNotFound:
-            raise TrackerNotFound(f"There is no incident with sys_id {entity_id} on {self.instance_url}.") from None
+            raise TrackerNotFound(
+                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+            ) from None
         return CreatedItem(id=mapping.value_of(result.get("sys_id")))
 
     # -- change detection ------------------------------------------------------------------------
@@ -426,11 +470,17 @@ class ServiceNowAdapter(TrackerAdapter):
         )
         latest: dict[str, str] = {}
         for a in attachment_rows:
-            parent, updated = mapping.value_of(a.get("table_sys_id")), mapping.value_of(a.get("sys_updated_on"))
+            parent, updated = (
+                mapping.value_of(a.get("table_sys_id")),
+                mapping.value_of(a.get("sys_updated_on")),
+            )
             if SYS_ID.match(parent) and updated > latest.get(parent, ""):
                 latest[parent] = updated
         if latest:
-            counts = {mapping.value_of(r["sys_id"]): mapping.value_of(r.get("sys_mod_count")) for r in rows}
+            counts = {
+                mapping.value_of(r["sys_id"]): mapping.value_of(r.get("sys_mod_count"))
+                for r in rows
+            }
             missing = sorted(set(latest) - set(counts))
             for start in range(0, len(missing), 100):
                 chunk = missing[start : start + 100]
@@ -440,13 +490,26 @@ class ServiceNowAdapter(TrackerAdapter):
                     fields=("sys_id", "sys_mod_count"),
                     order=("sys_id",),
                 )
-                counts.update({mapping.value_of(r["sys_id"]): mapping.value_of(r.get("sys_mod_count")) for r in found})
+                counts.update(
+                    {
+                        mapping.value_of(r["sys_id"]): mapping.value_of(r.get("sys_mod_count"))
+                        for r in found
+                    }
+                )
             for parent, updated in latest.items():
                 if parent in counts:
-                    rows.append({"sys_id": parent, "sys_mod_count": counts[parent], "sys_updated_on": updated})
+                    rows.append(
+                        {
+                            "sys_id": parent,
+                            "sys_mod_count": counts[parent],
+                            "sys_updated_on": updated,
+                        }
+                    )
         return mapping.changed_entities(rows)
 
-    def _keyset(self, table: str, base: str, lower: str, *, fields: tuple[str, ...], path: str | None) -> list[dict]:
+    def _keyset(
+        self, table: str, base: str, lower: str, *, fields: tuple[str, ...], path: str | None
+    ) -> list[dict]:
         """Rows with ``sys_updated_on >= lower``, paged by the key (sys_updated_on, sys_id).
 
         Each next page asks for ``sys_updated_on>=T^sys_updated_on>T^ORsys_id>S`` (that is
@@ -468,7 +531,12 @@ class ServiceNowAdapter(TrackerAdapter):
                 )
             try:
                 page = self.client.table_page(
-                    table, query=q.join(base, condition, order), fields=fields, limit=limit, offset=offset, path=path
+                    table,
+                    query=q.join(base, condition, order),
+                    fields=fields,
+                    limit=limit,
+                    offset=offset,
+                    path=path,
                 )
             except errors.TransactionCancelled:
                 if limit <= 10:
@@ -479,9 +547,14 @@ class ServiceNowAdapter(TrackerAdapter):
             window_end = offset + limit
             if page.rows:
                 last = page.rows[-1]
-                cursor = (mapping.value_of(last.get("sys_updated_on")), mapping.value_of(last.get("sys_id")))
+                cursor = (
+                    mapping.value_of(last.get("sys_updated_on")),
+                    mapping.value_of(last.get("sys_id")),
+                )
                 offset = 0
-                if (page.total is not None and page.total <= window_end) or (page.total is None and not page.has_next):
+                if (page.total is not None and page.total <= window_end) or (
+                    page.total is None and not page.has_next
+                ):
                     return out
             elif page.total is not None and page.total > window_end:
                 offset = window_end

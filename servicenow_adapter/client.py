@@ -190,14 +190,21 @@ class ServiceNowClient:
         creds: OAuthCredentials = self.credentials  # type: ignore[assignment]
         form = {"client_id": creds.client_id, "client_secret": creds.client_secret}
         if use_refresh:
-            answer = self._token_request({**form, "grant_type": "refresh_token", "refresh_token": slot.refresh})
+            answer = self._token_request(
+                {**form, "grant_type": "refresh_token", "refresh_token": slot.refresh}
+            )
             if answer is not None:
                 slot.access = answer["access_token"]
                 slot.refresh = answer.get("refresh_token") or slot.refresh
                 slot.expires_at = time.time() + float(answer.get("expires_in") or 1800)
                 return
         answer = self._token_request(
-            {**form, "grant_type": "password", "username": creds.username, "password": creds.password}
+            {
+                **form,
+                "grant_type": "password",
+                "username": creds.username,
+                "password": creds.password,
+            }
         )
         if answer is None:
             slot.access, slot.refresh, slot.expires_at = "", "", 0.0
@@ -223,7 +230,9 @@ class ServiceNowClient:
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            raise TrackerUnreachable(f"Could not reach {self.base} for an OAuth token: {_reason(exc)}") from None
+            raise TrackerUnreachable(
+                f"Could not reach {self.base} for an OAuth token: {_reason(exc)}"
+            ) from None
         if response.status_code in (400, 401, 403):
             return None
         payload = errors.parse_json(response)
@@ -309,7 +318,11 @@ class ServiceNowClient:
                 raise error
             if isinstance(error, errors.TransactionCancelled) and not retry_cancelled:
                 raise error
-            if not replayable or not (idempotent or not_processed) or attempt >= policy.max_attempts:
+            if (
+                not replayable
+                or not (idempotent or not_processed)
+                or attempt >= policy.max_attempts
+            ):
                 raise error
             wait = policy.delay(attempt, error.retry_after)
             if time.monotonic() - started + wait > policy.max_total_seconds:
@@ -351,7 +364,9 @@ class ServiceNowClient:
         return errors.result_of(payload, response, f"{method} {path}"), response
 
     # -- Table API ---------------------------------------------------------------------------
-    def table_get(self, table: str, sys_id: str, *, fields: Iterable[str] = (), display_value: str = "false") -> dict:
+    def table_get(
+        self, table: str, sys_id: str, *, fields: Iterable[str] = (), display_value: str = "false"
+    ) -> dict:
         """``GET /api/now/table/{table}/{sys_id}``: one record as a dict of raw strings.
 
         References are bare sys_ids (``sysparm_exclude_reference_link=true``); date-times
@@ -365,7 +380,9 @@ class ServiceNowClient:
             params=_read_params(fields, display_value),
         )
         if not isinstance(result, dict):
-            raise errors.NotATrackerInstance(f"GET /api/now/table/{table}/{sys_id} did not return one record.")
+            raise errors.NotATrackerInstance(
+                f"GET /api/now/table/{table}/{sys_id} did not return one record."
+            )
         return result
 
     def table_page(
@@ -454,7 +471,9 @@ class ServiceNowClient:
         )
         return result
 
-    def table_update(self, table: str, sys_id: str, values: dict, *, fields: Iterable[str] = ()) -> dict:
+    def table_update(
+        self, table: str, sys_id: str, values: dict, *, fields: Iterable[str] = ()
+    ) -> dict:
         """``PATCH /api/now/table/{table}/{sys_id}``: change only the fields given; returns the record.
 
         Writing a journal field (``comments``, ``work_notes``) appends an entry. Raises
@@ -476,7 +495,9 @@ class ServiceNowClient:
         self.request("DELETE", f"/api/now/table/{table}/{sys_id}", idempotent=True)
 
     # -- journal ------------------------------------------------------------------------------
-    def journal_list(self, element_id: str, *, elements: tuple[str, ...] = ("comments",)) -> list[dict]:
+    def journal_list(
+        self, element_id: str, *, elements: tuple[str, ...] = ("comments",)
+    ) -> list[dict]:
         """``GET /api/now/table/sys_journal_field`` rows of one record, oldest first.
 
         Query ``element_id=<sys_id>^element=comments`` (or ``elementIN…``), ordered by
@@ -486,7 +507,9 @@ class ServiceNowClient:
         """
         _check_sys_id(element_id)
         element_term = (
-            q.term("element", "=", elements[0]) if len(elements) == 1 else q.term("element", "IN", q.in_list(elements))
+            q.term("element", "=", elements[0])
+            if len(elements) == 1
+            else q.term("element", "IN", q.in_list(elements))
         )
         return self.table_list(
             "sys_journal_field",
@@ -518,7 +541,9 @@ class ServiceNowClient:
         _check_sys_id(table_sys_id)
         return self.table_list(
             "sys_attachment",
-            query=q.join(q.term("table_name", "=", table_name), q.term("table_sys_id", "=", table_sys_id)),
+            query=q.join(
+                q.term("table_name", "=", table_name), q.term("table_sys_id", "=", table_sys_id)
+            ),
             order=("sys_created_on", "sys_id"),
             path="/api/now/attachment",
         )
@@ -541,16 +566,26 @@ class ServiceNowClient:
         )
         return self._iter_body(response, chunk_size, sys_id)
 
-    def _iter_body(self, response: requests.Response, chunk_size: int, sys_id: str) -> Iterator[bytes]:
+    def _iter_body(
+        self, response: requests.Response, chunk_size: int, sys_id: str
+    ) -> Iterator[bytes]:
         try:
             yield from response.iter_content(chunk_size=chunk_size)
         except requests.RequestException as exc:
-            raise TransientTrackerError(f"Download of attachment {sys_id} broke off: {_reason(exc)}") from None
+            raise TransientTrackerError(
+                f"Download of attachment {sys_id} broke off: {_reason(exc)}"
+            ) from None
         finally:
             response.close()
 
     def attachment_upload(
-        self, *, table_name: str, table_sys_id: str, file_name: str, content_type: str, chunks: Iterable[bytes]
+        self,
+        *,
+        table_name: str,
+        table_sys_id: str,
+        file_name: str,
+        content_type: str,
+        chunks: Iterable[bytes],
     ) -> dict:
         """``POST /api/now/attachment/file?table_name=&table_sys_id=&file_name=`` with the raw bytes.
 
@@ -597,7 +632,9 @@ def _check_sys_id(sys_id: str) -> None:
     from sync.adapters import TrackerNotFound
 
     if not isinstance(sys_id, str) or not SYS_ID.match(sys_id):
-        raise TrackerNotFound(f"{sys_id!r} is not a ServiceNow sys_id (32 lowercase hex characters).")
+        raise TrackerNotFound(
+            f"{sys_id!r} is not a ServiceNow sys_id (32 lowercase hex characters)."
+        )
 
 
 def _not_sent(exc: requests.RequestException) -> bool:
@@ -606,7 +643,9 @@ def _not_sent(exc: requests.RequestException) -> bool:
         return True
     text = repr(exc)
     return isinstance(exc, requests.ConnectionError) and (
-        "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
+        "NewConnectionError" in text
+        or "Connection refused" in text
+        or "NameResolutionError" in text
     )
 
 

@@ -80,9 +80,13 @@ def parse_json(response: requests.Response):
     except (UnicodeDecodeError, ValueError):
         text = response.content[:2000].decode("utf-8", "replace").lower()
         hibernating = "hibernat" in text
-        kind = response.headers.get("Content-Type", "unknown content").split(";")[0] or "an empty body"
+        kind = (
+            response.headers.get("Content-Type", "unknown content").split(";")[0] or "an empty body"
+        )
         if hibernating:
-            message = "The ServiceNow instance is hibernating; wake it up from the developer portal."
+            message = (
+                "The ServiceNow instance is hibernating; wake it up from the developer portal."
+            )
         else:
             message = f"The instance answered {response.status_code} with {kind}, not JSON."
         raise NonJSONAnswer(message, status=response.status_code, hibernating=hibernating) from None
@@ -108,7 +112,9 @@ def error_for(response: requests.Response, payload, what: str) -> TrackerError:
             f"ServiceNow refused access ({said}) on {what}", status=status, detail=detail
         )
     if status == 404:
-        return TrackerNotFound(f"ServiceNow found nothing ({said}) on {what}", status=status, detail=detail)
+        return TrackerNotFound(
+            f"ServiceNow found nothing ({said}) on {what}", status=status, detail=detail
+        )
     if status == 429:
         return TransientTrackerError(
             f"ServiceNow is rate limiting requests ({said}) on {what}",
@@ -123,7 +129,9 @@ def error_for(response: requests.Response, payload, what: str) -> TrackerError:
             detail=detail,
             retry_after=retry_after_seconds(response),
         )
-    return TrackerBadRequest(f"ServiceNow refused the request ({said}) on {what}", status=status, detail=detail)
+    return TrackerBadRequest(
+        f"ServiceNow refused the request ({said}) on {what}", status=status, detail=detail
+    )
 
 
 def result_of(payload, response: requests.Response, what: str):

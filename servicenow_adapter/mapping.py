@@ -163,7 +163,9 @@ def changed_entities(rows: Iterable[Mapping]) -> list[ChangedEntity]:
         if not sys_id or updated is None:
             continue
         count_text = value_of(row.get("sys_mod_count")).strip()
-        item = ChangedEntity(id=sys_id, mod_count=int(count_text) if count_text.isdigit() else 0, updated=updated)
+        item = ChangedEntity(
+            id=sys_id, mod_count=int(count_text) if count_text.isdigit() else 0, updated=updated
+        )
         key = (item.id, item.mod_count)
         if key not in seen or seen[key].updated < item.updated:
             seen[key] = item

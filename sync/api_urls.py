@@ -5,8 +5,14 @@ from django.urls import path
 from .api import views
 
 urlpatterns = [
-    path("connections/<uuid:connection_id>/exalate/", views.ExalateApi.as_view(), name="api-exalate"),
-    path("exalate-requests/<uuid:request_id>/", views.ExalateRequestApi.as_view(), name="api-exalate-request"),
+    path(
+        "connections/<uuid:connection_id>/exalate/", views.ExalateApi.as_view(), name="api-exalate"
+    ),
+    path(
+        "exalate-requests/<uuid:request_id>/",
+        views.ExalateRequestApi.as_view(),
+        name="api-exalate-request",
+    ),
     path("twins/", views.TwinListApi.as_view(), name="api-twin-list"),
     path("twins/<int:twin_id>/", views.TwinApi.as_view(), name="api-twin"),
     path("twins/<int:twin_id>/retry/", views.TwinRetryApi.as_view(), name="api-twin-retry"),

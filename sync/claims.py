@@ -87,9 +87,9 @@ def release_dead_claims(model, *, prefix: str = "") -> int:
     """
     until_f, by_f = _fields(prefix)
     now = timezone.now()
-    held = model.objects.filter(**{f"{until_f}__gte": now, f"{by_f}__startswith": f"{_HOST}:"}).values_list(
-        "pk", by_f
-    )
+    held = model.objects.filter(
+        **{f"{until_f}__gte": now, f"{by_f}__startswith": f"{_HOST}:"}
+    ).values_list("pk", by_f)
     freed = 0
     for pk, owner in held:
         try:
@@ -97,5 +97,7 @@ def release_dead_claims(model, *, prefix: str = "") -> int:
         except (IndexError, ValueError):
             continue
         if pid != os.getpid() and not _pid_alive(pid):
-            freed += model.objects.filter(pk=pk, **{by_f: owner}).update(**{until_f: None, by_f: ""})
+            freed += model.objects.filter(pk=pk, **{by_f: owner}).update(
+                **{until_f: None, by_f: ""}
+            )
     return freed

@@ -51,8 +51,9 @@ class Twin(models.Model):
     # Creation of the local entity from a remote replica: the intent is recorded before
     # the tracker write; a retry looks the entity up by correlation id instead of creating.
     create_intent_at = models.DateTimeField(null=True, blank=True)
-    known_summary = models.TextField(null=True, blank=True)
-    known_description = models.TextField(null=True, blank=True)
+    # NULL means "never agreed" (every value is then sent); '' is an agreed empty value.
+    known_summary = models.TextField(null=True, blank=True)  # noqa: DJ001
+    known_description = models.TextField(null=True, blank=True)  # noqa: DJ001
     last_sent_replica = models.JSONField(null=True, blank=True)
     last_received_replica = models.JSONField(null=True, blank=True)
     last_seen_mod_count = models.IntegerField(null=True, blank=True)
@@ -193,7 +194,9 @@ class SyncEvent(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["direction", "status", "next_attempt_at"], name="sync_event_due_idx"),
+            models.Index(
+                fields=["direction", "status", "next_attempt_at"], name="sync_event_due_idx"
+            ),
             models.Index(fields=["twin", "direction", "status"], name="sync_event_twin_idx"),
         ]
 
@@ -215,10 +218,14 @@ class ExalateRequest(models.Model):
         ERROR = "error", "Error"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="exalate_requests")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="exalate_requests"
+    )
     key = models.CharField(max_length=64)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    twin = models.ForeignKey(Twin, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    twin = models.ForeignKey(
+        Twin, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -278,7 +285,9 @@ class SyncError(models.Model):
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="sync_errors"
     )
-    twin = models.ForeignKey(Twin, null=True, blank=True, on_delete=models.CASCADE, related_name="errors")
+    twin = models.ForeignKey(
+        Twin, null=True, blank=True, on_delete=models.CASCADE, related_name="errors"
+    )
     event = models.ForeignKey(
         SyncEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="errors"
     )

@@ -47,8 +47,15 @@ REPLICA_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "required": [
-        "schema", "tracker", "entity", "summary", "description", "comments", "attachments",
-        "updated", "mod_count",
+        "schema",
+        "tracker",
+        "entity",
+        "summary",
+        "description",
+        "comments",
+        "attachments",
+        "updated",
+        "mod_count",
     ],
     "properties": {
         "schema": {"const": SCHEMA_VERSION},
@@ -120,7 +127,10 @@ def replica_validate(data: Any) -> dict:
         raise ReplicaInvalid(
             f"replica.schema: version {data.get('schema')!r} is not supported (this node reads version {SCHEMA_VERSION})."
         )
-    errors = sorted(_validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _validator.iter_errors(data),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         err = errors[0]
         where = "replica" + "".join(

@@ -83,7 +83,9 @@ def outgoing_replica(
     out["comments"] = [
         dict(c) for c in local["comments"] if c.get("public") and c["id"] not in echo_comment_ids
     ]
-    out["attachments"] = [dict(a) for a in local["attachments"] if a["id"] not in echo_attachment_ids]
+    out["attachments"] = [
+        dict(a) for a in local["attachments"] if a["id"] not in echo_attachment_ids
+    ]
     return out
 
 
@@ -163,12 +165,16 @@ def incoming_plan(
     if not has_local_entity:
         fields = {f: replica[f] for f in SYNCED_FIELDS}
     else:
-        fields = {f: replica[f] for f in SYNCED_FIELDS if f in changed and replica[f] != known.get(f)}
+        fields = {
+            f: replica[f] for f in SYNCED_FIELDS if f in changed and replica[f] != known.get(f)
+        }
     return IncomingPlan(
         create=not has_local_entity,
         fields=fields,
         comments=[
-            c for c in replica["comments"] if c.get("public") and c["id"] not in mirrored_comment_ids
+            c
+            for c in replica["comments"]
+            if c.get("public") and c["id"] not in mirrored_comment_ids
         ],
         attachments=[a for a in replica["attachments"] if a["id"] not in mirrored_attachment_ids],
     )

@@ -23,7 +23,9 @@ def twin_get(twin_id: int) -> Twin:
 
 def exalate_request_get(request_id) -> ExalateRequest:
     """The exalate request with its connection and twin; Http404 when absent."""
-    return get_object_or_404(ExalateRequest.objects.select_related("connection", "twin"), pk=request_id)
+    return get_object_or_404(
+        ExalateRequest.objects.select_related("connection", "twin"), pk=request_id
+    )
 
 
 def twin_search(*, query: str = "", connection_id=None, limit: int = 50) -> QuerySet[Twin]:
@@ -68,7 +70,9 @@ def exalatable_connections() -> QuerySet[Connection]:
 
 def errors_open(*, level: str | None = None) -> QuerySet[SyncError]:
     """Open (unresolved) errors, newest first, with their connection and twin."""
-    qs = SyncError.objects.filter(resolved_at__isnull=True).select_related("connection", "twin", "event")
+    qs = SyncError.objects.filter(resolved_at__isnull=True).select_related(
+        "connection", "twin", "event"
+    )
     if level:
         qs = qs.filter(level=level)
     return qs.order_by("-last_seen_at", "-id")
@@ -86,7 +90,9 @@ def retrying_events(*, limit: int = 50) -> QuerySet[SyncEvent]:
     )
 
 
-def queue_events(*, direction: str, status: str = "", connection_id=None, limit: int = 200) -> QuerySet[SyncEvent]:
+def queue_events(
+    *, direction: str, status: str = "", connection_id=None, limit: int = 200
+) -> QuerySet[SyncEvent]:
     """Events of the Sync queue page: one direction, optionally one status and connection.
 
     Without a status, open events (not done) come first, then the latest done ones.

@@ -49,12 +49,12 @@ from connections.models import Connection
 
 from . import claims, rules
 from .adapters import (
+    AmbiguousEntityKey,
     TrackerAdapter,
     TrackerAuthenticationError,
     TrackerError,
     TrackerNotFound,
     TransientTrackerError,
-    AmbiguousEntityKey,
 )
 from .models import ConnectionSyncState, ExalateRequest, MirroredItem, SyncError, SyncEvent, Twin
 from .replica import ReplicaInvalid, replica_validate
@@ -110,7 +110,9 @@ def _enqueue(task_name: str, *args, countdown: float | None = None) -> None:
             else:
                 task.apply_async(args=args)
         except Exception:  # the broker is down: the drain task picks the row up later
-            logger.warning("Could not enqueue %s%r; the drain task will pick it up.", task_name, args)
+            logger.warning(
+                "Could not enqueue %s%r; the drain task will pick it up.", task_name, args
+            )
 
     transaction.on_commit(send)
 
@@ -131,7 +133,9 @@ def _adapter() -> TrackerAdapter:
 
 
 def _local_types(adapter: TrackerAdapter) -> tuple[str, ...]:
-    return rules.local_entity_types(getattr(adapter, "tracker", "") or "servicenow", adapter.entity_types)
+    return rules.local_entity_types(
+        getattr(adapter, "tracker", "") or "servicenow", adapter.entity_types
+    )
 
 
 def state_for(connection: Connection) -> ConnectionSyncState:
@@ -168,7 +172,9 @@ def connection_error_raise(*, connection: Connection, message: str) -> SyncError
                     )
             except IntegrityError:  # another worker recorded it a moment ago
                 error = SyncError.objects.get(
-                    level=SyncError.Level.CONNECTION, connection=connection, resolved_at__isnull=True
+                    level=SyncError.Level.CONNECTION,
+                    connection=connection,
+                    resolved_at__isnull=True,
                 )
         Connection.objects.filter(pk=connection.pk).exclude(
             status__in=[Connection.Status.DEACTIVATED, Connection.Status.PENDING]
@@ -180,14 +186,20 @@ def connection_error_raise(*, connection: Connection, message: str) -> SyncError
 def _entity_error(*, twin: Twin, event: SyncEvent | None, message: str) -> None:
     """Record an entity-level error for ``twin`` (and ``event``); called inside a transaction."""
     SyncError.objects.create(
-        level=SyncError.Level.ENTITY, connection_id=twin.connection_id, twin=twin, event=event, message=message
+        level=SyncError.Level.ENTITY,
+        connection_id=twin.connection_id,
+        twin=twin,
+        event=event,
+        message=message,
     )
     Twin.objects.filter(pk=twin.pk).update(last_error=message)
 
 
 def error_resolve(*, error: SyncError) -> None:
     """Mark ``error`` resolved without retrying (the admin ignores it). Idempotent."""
-    SyncError.objects.filter(pk=error.pk, resolved_at__isnull=True).update(resolved_at=timezone.now())
+    SyncError.objects.filter(pk=error.pk, resolved_at__isnull=True).update(
+        resolved_at=timezone.now()
+    )
     if error.twin_id:
         twin_status_refresh(error.twin_id)
 
@@ -215,9 +227,9 @@ def connection_retry(*, connection: Connection) -> None:
         SyncEvent.objects.filter(connection=connection, status__in=OPEN_EVENT_STATUSES).update(
             next_attempt_at=now
         )
-        ExalateRequest.objects.filter(connection=connection, status=ExalateRequest.Status.QUEUED).update(
-            next_attempt_at=now
-        )
+        ExalateRequest.objects.filter(
+            connection=connection, status=ExalateRequest.Status.QUEUED
+        ).update(next_attempt_at=now)
         _enqueue("drain")
 
 
@@ -249,7 +261,11 @@ def twin_status_refresh(twin_id: int) -> str:
     Synchronized: nothing open and both sides known. Queued: every open event is still
     waiting for its first attempt. In progress otherwise.
     """
-    twin = Twin.objects.filter(pk=twin_id).values("local_entity_id", "remote_entity_id", "remote_url").first()
+    twin = (
+        Twin.objects.filter(pk=twin_id)
+        .values("local_entity_id", "remote_entity_id", "remote_url")
+        .first()
+    )
     if twin is None:
         return ""
     open_events = list(
@@ -257,9 +273,10 @@ def twin_status_refresh(twin_id: int) -> str:
         .exclude(status=SyncEvent.Status.DONE)
         .values_list("status", "attempts")
     )
-    has_error = any(s == SyncEvent.Status.ERROR for s, _ in open_events) or SyncError.objects.filter(
-        twin_id=twin_id, resolved_at__isnull=True
-    ).exists()
+    has_error = (
+        any(s == SyncEvent.Status.ERROR for s, _ in open_events)
+        or SyncError.objects.filter(twin_id=twin_id, resolved_at__isnull=True).exists()
+    )
     remote_error = Twin.objects.filter(pk=twin_id).exclude(remote_error="").exists()
     if has_error or remote_error:
         status = Twin.Status.ERROR
@@ -302,7 +319,10 @@ def entity_exalate(*, connection: Connection, key: str, requested_by: str = "") 
         )
     with transaction.atomic():
         request = ExalateRequest.objects.create(
-            connection=connection, key=key, requested_by=requested_by[:150], next_attempt_at=timezone.now()
+            connection=connection,
+            key=key,
+            requested_by=requested_by[:150],
+            next_attempt_at=timezone.now(),
         )
         _enqueue("exalate", str(request.pk))
     return request
@@ -329,7 +349,9 @@ def exalate_request_process(request_id) -> None:
             adapter = _adapter()
             ref = adapter.find_entity(request.key)
         except TrackerNotFound:
-            _request_fail(request, f"No incident with number {request.key} was found in this node's instance.")
+            _request_fail(
+                request, f"No incident with number {request.key} was found in this node's instance."
+            )
             return
         except AmbiguousEntityKey as exc:
             _request_fail(
@@ -340,7 +362,9 @@ def exalate_request_process(request_id) -> None:
             )
             return
         except TrackerAuthenticationError as exc:
-            connection_error_raise(connection=connection, message=f"The instance refused this node's login: {exc}")
+            connection_error_raise(
+                connection=connection, message=f"The instance refused this node's login: {exc}"
+            )
             _request_retry_later(request, str(exc), None)
             return
         except TransientTrackerError as exc:
@@ -368,7 +392,9 @@ def exalate_request_process(request_id) -> None:
 
 
 def _request_fail(request: ExalateRequest, message: str) -> None:
-    ExalateRequest.objects.filter(pk=request.pk).update(status=ExalateRequest.Status.ERROR, error=message)
+    ExalateRequest.objects.filter(pk=request.pk).update(
+        status=ExalateRequest.Status.ERROR, error=message
+    )
 
 
 def _request_retry_later(request: ExalateRequest, message: str, retry_after: float | None) -> None:
@@ -403,11 +429,15 @@ def twin_request_scan(
         qs = Twin.objects.filter(pk=twin_id)
         update = {"scan_requested": F("scan_requested") + 1, "scan_nudged_at": now}
         if mod_count is not None:
-            newer_count = (Q(last_seen_mod_count__isnull=True) | Q(last_seen_mod_count__lt=mod_count)) & (
-                Q(scan_mod_count__isnull=True) | Q(scan_mod_count__lt=mod_count)
-            )
+            newer_count = (
+                Q(last_seen_mod_count__isnull=True) | Q(last_seen_mod_count__lt=mod_count)
+            ) & (Q(scan_mod_count__isnull=True) | Q(scan_mod_count__lt=mod_count))
             if updated is not None:
-                newer = newer_count | Q(last_listed_updated__isnull=True) | Q(last_listed_updated__lt=updated)
+                newer = (
+                    newer_count
+                    | Q(last_listed_updated__isnull=True)
+                    | Q(last_listed_updated__lt=updated)
+                )
                 update["last_listed_updated"] = updated
             else:
                 newer = newer_count
@@ -427,9 +457,9 @@ def webhook_receive(*, entity_id: str, mod_count: int | None = None) -> int:
     are hints: the scan re-reads the incident). Returns the number of twins marked.
     """
     ids = list(
-        Twin.objects.filter(local_entity_id=entity_id, connection__status=Connection.Status.ACTIVE).values_list(
-            "pk", flat=True
-        )
+        Twin.objects.filter(
+            local_entity_id=entity_id, connection__status=Connection.Status.ACTIVE
+        ).values_list("pk", flat=True)
     )
     with transaction.atomic():
         return len(twin_request_scan(twin_ids=ids, mod_count=mod_count))
@@ -443,19 +473,30 @@ def connection_detect_changes(connection_id) -> int:
     and only then advances the watermark to the newest ``updated`` seen. Returns the
     number of twins marked. Errors leave the watermark where it was.
     """
-    connection = Connection.objects.filter(pk=connection_id, status=Connection.Status.ACTIVE).first()
-    if connection is None or not Twin.objects.filter(connection=connection).exclude(local_entity_id="").exists():
+    connection = Connection.objects.filter(
+        pk=connection_id, status=Connection.Status.ACTIVE
+    ).first()
+    if (
+        connection is None
+        or not Twin.objects.filter(connection=connection).exclude(local_entity_id="").exists()
+    ):
         return 0
     state = state_for(connection)
     if not claims.claim(ConnectionSyncState, state.pk, prefix="detect_", ttl=60):
         return 0
     marked: list[int] = []
     try:
-        since = state.watermark or (timezone.now() - timedelta(seconds=settings.CHANGE_POLL_INTERVAL))
+        since = state.watermark or (
+            timezone.now() - timedelta(seconds=settings.CHANGE_POLL_INTERVAL)
+        )
         try:
-            changed = _adapter().list_changed(since=since, overlap_seconds=settings.CHANGE_POLL_OVERLAP)
+            changed = _adapter().list_changed(
+                since=since, overlap_seconds=settings.CHANGE_POLL_OVERLAP
+            )
         except TrackerAuthenticationError as exc:
-            connection_error_raise(connection=connection, message=f"The instance refused this node's login: {exc}")
+            connection_error_raise(
+                connection=connection, message=f"The instance refused this node's login: {exc}"
+            )
             return 0
         except TrackerError as exc:
             logger.info("Change detection on %s failed, will retry: %s", connection.pk, exc)
@@ -470,9 +511,9 @@ def connection_detect_changes(connection_id) -> int:
         ids = list(by_id)
         with transaction.atomic():
             for start in range(0, len(ids), 500):
-                rows = Twin.objects.filter(connection=connection, local_entity_id__in=ids[start : start + 500]).values_list(
-                    "pk", "local_entity_id"
-                )
+                rows = Twin.objects.filter(
+                    connection=connection, local_entity_id__in=ids[start : start + 500]
+                ).values_list("pk", "local_entity_id")
                 for pk, entity_id in rows:
                     mod_count, updated = by_id[entity_id]
                     marked += twin_request_scan(twin_ids=[pk], mod_count=mod_count, updated=updated)
@@ -493,7 +534,11 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
     summary and description only when they differ from the values both sides agreed on.
     """
     twin = Twin.objects.select_related("connection").filter(pk=twin_id).first()
-    if twin is None or not twin.local_entity_id or twin.connection.status != Connection.Status.ACTIVE:
+    if (
+        twin is None
+        or not twin.local_entity_id
+        or twin.connection.status != Connection.Status.ACTIVE
+    ):
         return False
     if not twin.needs_scan:
         return False
@@ -515,20 +560,28 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
                 local = replica_validate(adapter.read_replica(twin.local_entity_id))
             except TrackerAuthenticationError as exc:
                 connection_error_raise(
-                    connection=twin.connection, message=f"The instance refused this node's login: {exc}"
+                    connection=twin.connection,
+                    message=f"The instance refused this node's login: {exc}",
                 )
                 return queued
             except TransientTrackerError as exc:
                 Twin.objects.filter(pk=twin.pk).update(
                     last_error=f"Reading {twin.local_key} failed, will retry: {exc}",
-                    scan_nudged_at=timezone.now() + timedelta(seconds=backoff_seconds(1, exc.retry_after)),
+                    scan_nudged_at=timezone.now()
+                    + timedelta(seconds=backoff_seconds(1, exc.retry_after)),
                 )
                 return queued
             except (TrackerError, ReplicaInvalid) as exc:
                 with transaction.atomic():
                     Twin.objects.filter(pk=twin.pk).update(scan_done=requested)
-                    if not SyncError.objects.filter(twin=twin, event__isnull=True, resolved_at__isnull=True).exists():
-                        _entity_error(twin=twin, event=None, message=f"Reading {twin.local_key or 'the incident'} failed: {exc}")
+                    if not SyncError.objects.filter(
+                        twin=twin, event__isnull=True, resolved_at__isnull=True
+                    ).exists():
+                        _entity_error(
+                            twin=twin,
+                            event=None,
+                            message=f"Reading {twin.local_key or 'the incident'} failed: {exc}",
+                        )
                     twin_status_refresh(twin.pk)
                 return queued
             queued = _scan_commit(twin, local, requested) or queued
@@ -537,7 +590,9 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
         pass
     finally:
         claims.release(Twin, twin.pk)
-    if Twin.objects.filter(pk=twin.pk, scan_requested__gt=F("scan_done")).exists() and not _has_open_incoming(twin.pk):
+    if Twin.objects.filter(
+        pk=twin.pk, scan_requested__gt=F("scan_done")
+    ).exists() and not _has_open_incoming(twin.pk):
         with transaction.atomic():
             _enqueue("scan", twin.pk, countdown=0.5)
     return queued
@@ -551,7 +606,9 @@ def _has_open_incoming(twin_id: int) -> bool:
 
 def _echo_ids(twin: Twin) -> tuple[set[str], set[str]]:
     comments, attachments = set(), set()
-    for kind, local_id in MirroredItem.objects.filter(twin=twin).exclude(local_id="").values_list("kind", "local_id"):
+    for kind, local_id in (
+        MirroredItem.objects.filter(twin=twin).exclude(local_id="").values_list("kind", "local_id")
+    ):
         (comments if kind == MirroredItem.Kind.COMMENT else attachments).add(local_id)
     return comments, attachments
 
@@ -559,7 +616,9 @@ def _echo_ids(twin: Twin) -> tuple[set[str], set[str]]:
 def _scan_commit(twin: Twin, local: dict, requested: int) -> bool:
     """Compare the local snapshot with what was agreed; queue an outgoing event if needed."""
     echo_comments, echo_attachments = _echo_ids(twin)
-    out = rules.outgoing_replica(local, echo_comment_ids=echo_comments, echo_attachment_ids=echo_attachments)
+    out = rules.outgoing_replica(
+        local, echo_comment_ids=echo_comments, echo_attachment_ids=echo_attachments
+    )
     known = {"summary": twin.known_summary, "description": twin.known_description}
     changes = rules.outgoing_changes(out, known=known, last_sent=twin.last_sent_replica)
     with transaction.atomic():
@@ -573,7 +632,9 @@ def _scan_commit(twin: Twin, local: dict, requested: int) -> bool:
         }
         if changes:
             update.update(
-                known_summary=out["summary"], known_description=out["description"], last_sent_replica=out
+                known_summary=out["summary"],
+                known_description=out["description"],
+                last_sent_replica=out,
             )
             SyncEvent.objects.create(
                 connection_id=twin.connection_id,
@@ -651,36 +712,57 @@ def _mark_handed_out(batch: list[SyncEvent], *, lease: float = 0) -> None:
         e.attempts += 1
 
 
-def _delivery_result(batch: list[SyncEvent], accepted: Iterable[str], rejected: Iterable[dict]) -> None:
+def _delivery_result(
+    batch: list[SyncEvent], accepted: Iterable[str], rejected: Iterable[dict]
+) -> None:
     """Record the remote's answer to a batch: accepted events are sent (acks done), rejected ones fail."""
     by_id = {str(e.event_id): e for e in batch}
     accepted_ids = {a for a in accepted if a in by_id}
-    rejected_map = {r.get("event_id"): str(r.get("error") or "refused") for r in rejected if r.get("event_id") in by_id}
+    rejected_map = {
+        r.get("event_id"): str(r.get("error") or "refused")
+        for r in rejected
+        if r.get("event_id") in by_id
+    }
     now = timezone.now()
     twins = set()
     with transaction.atomic():
         for event_id in accepted_ids:
             e = by_id[event_id]
-            status = SyncEvent.Status.SENT if e.kind == SyncEvent.Kind.REPLICA else SyncEvent.Status.DONE
+            status = (
+                SyncEvent.Status.SENT if e.kind == SyncEvent.Kind.REPLICA else SyncEvent.Status.DONE
+            )
             SyncEvent.objects.filter(pk=e.pk, status=SyncEvent.Status.IN_PROGRESS).update(
-                status=status, last_error="", done_at=now if status == SyncEvent.Status.DONE else None
+                status=status,
+                last_error="",
+                done_at=now if status == SyncEvent.Status.DONE else None,
             )
             twins.add(e.twin_id)
         for event_id, message in rejected_map.items():
             e = by_id[event_id]
-            SyncEvent.objects.filter(pk=e.pk).update(status=SyncEvent.Status.ERROR, last_error=message[:2000])
-            _entity_error(twin=e.twin, event=e, message=f"The remote node refused this change: {message}")
+            SyncEvent.objects.filter(pk=e.pk).update(
+                status=SyncEvent.Status.ERROR, last_error=message[:2000]
+            )
+            _entity_error(
+                twin=e.twin, event=e, message=f"The remote node refused this change: {message}"
+            )
             twins.add(e.twin_id)
-        leftover = [e.pk for e in batch if str(e.event_id) not in accepted_ids and str(e.event_id) not in rejected_map]
+        leftover = [
+            e.pk
+            for e in batch
+            if str(e.event_id) not in accepted_ids and str(e.event_id) not in rejected_map
+        ]
         if leftover:  # not mentioned in the answer: try again later
             SyncEvent.objects.filter(pk__in=leftover, status=SyncEvent.Status.IN_PROGRESS).update(
-                status=SyncEvent.Status.QUEUED, next_attempt_at=now + timedelta(seconds=settings.SYNC_RETRY_BASE)
+                status=SyncEvent.Status.QUEUED,
+                next_attempt_at=now + timedelta(seconds=settings.SYNC_RETRY_BASE),
             )
         for twin_id in twins:
             twin_status_refresh(twin_id)
 
 
-def _delivery_failed(connection: Connection, batch: list[SyncEvent], message: str, retry_after: float | None) -> float:
+def _delivery_failed(
+    connection: Connection, batch: list[SyncEvent], message: str, retry_after: float | None
+) -> float:
     """Put a batch back in the queue after a transient failure; return the delay in seconds."""
     attempts = max(e.attempts for e in batch)
     delay = backoff_seconds(attempts, retry_after)
@@ -706,7 +788,10 @@ def connection_deliver(connection_id) -> int:
     (lease on the connection's sync state).
     """
     connection = Connection.objects.select_related("local_peer").filter(pk=connection_id).first()
-    if connection is None or connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
+    if connection is None or connection.status not in (
+        Connection.Status.ACTIVE,
+        Connection.Status.ERROR,
+    ):
         return 0
     if connection.type != Connection.Type.LOCAL:
         if connection.polls_remote:
@@ -726,9 +811,13 @@ def connection_deliver(connection_id) -> int:
             messages = [_message(e, e.twin) for e in batch]
             if connection.type == Connection.Type.LOCAL:
                 if connection.local_peer is None:
-                    _delivery_failed(connection, batch, "The local connection has no peer row.", None)
+                    _delivery_failed(
+                        connection, batch, "The local connection has no peer row.", None
+                    )
                     break
-                accepted, rejected = messages_receive(connection=connection.local_peer, messages=messages)
+                accepted, rejected = messages_receive(
+                    connection=connection.local_peer, messages=messages
+                )
             else:
                 try:
                     accepted, rejected = _post_messages(connection, messages)
@@ -755,14 +844,21 @@ class _DeliveryRetry(Exception):
 
 def _remote_call(connection: Connection, path: str, body: dict) -> dict:
     """POST ``body`` to the remote node; map transport errors to retry / connection error."""
-    from connections.transport import NodeRequestRejected, NodeTransportError, NodeUnreachable, node_request
+    from connections.transport import (
+        NodeRequestRejected,
+        NodeTransportError,
+        NodeUnreachable,
+        node_request,
+    )
 
     try:
         response = node_request(connection, "POST", path, json=body)
         try:
             return response.json()
         except ValueError:
-            raise _DeliveryRetry(f"The remote node answered {path} with something that is not JSON.") from None
+            raise _DeliveryRetry(
+                f"The remote node answered {path} with something that is not JSON."
+            ) from None
     except NodeUnreachable as exc:
         raise _DeliveryRetry(exc.message, exc.retry_after) from None
     except NodeRequestRejected as exc:
@@ -771,7 +867,9 @@ def _remote_call(connection: Connection, path: str, body: dict) -> dict:
                 connection=connection,
                 message=f"The remote node refused this node's signed request ({exc.status}): {exc.message}",
             )
-        raise _DeliveryRetry(f"The remote node refused the request ({exc.status}): {exc.message}") from None
+        raise _DeliveryRetry(
+            f"The remote node refused the request ({exc.status}): {exc.message}"
+        ) from None
     except NodeTransportError as exc:
         connection_error_raise(connection=connection, message=exc.message)
         raise _DeliveryRetry(exc.message) from None
@@ -791,7 +889,10 @@ def connection_poll(connection_id) -> int:
     Returns the number of messages received.
     """
     connection = Connection.objects.filter(pk=connection_id, polls_remote=True).first()
-    if connection is None or connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
+    if connection is None or connection.status not in (
+        Connection.Status.ACTIVE,
+        Connection.Status.ERROR,
+    ):
         return 0
     state = state_for(connection)
     if not claims.claim(ConnectionSyncState, state.pk, prefix="poll_", ttl=60):
@@ -844,7 +945,9 @@ def poll_answer(*, connection: Connection, body: dict) -> dict:
     :data:`POLL_HANDOUT_LEASE` seconds unless confirmed). Returns
     ``{"accepted": [...], "rejected": [...], "messages": [...]}``.
     """
-    accepted, rejected = messages_receive(connection=connection, messages=body.get("messages") or [])
+    accepted, rejected = messages_receive(
+        connection=connection, messages=body.get("messages") or []
+    )
     confirmed = [str(x) for x in body.get("confirm") or [] if isinstance(x, str)]
     refused = [r for r in body.get("confirm_rejected") or [] if isinstance(r, dict)]
     if confirmed or refused:
@@ -852,7 +955,11 @@ def poll_answer(*, connection: Connection, body: dict) -> dict:
             SyncEvent.objects.filter(
                 connection=connection,
                 direction=SyncEvent.Direction.OUT,
-                event_id__in=[_uuid_or_none(x) for x in confirmed + [r.get("event_id") for r in refused] if _uuid_or_none(x)],
+                event_id__in=[
+                    _uuid_or_none(x)
+                    for x in confirmed + [r.get("event_id") for r in refused]
+                    if _uuid_or_none(x)
+                ],
                 status=SyncEvent.Status.IN_PROGRESS,
             ).select_related("twin")
         )
@@ -861,7 +968,11 @@ def poll_answer(*, connection: Connection, body: dict) -> dict:
     if batch:
         _mark_handed_out(batch, lease=POLL_HANDOUT_LEASE)
         Connection.objects.filter(pk=connection.pk).update(last_synced_at=timezone.now())
-    return {"accepted": accepted, "rejected": rejected, "messages": [_message(e, e.twin) for e in batch]}
+    return {
+        "accepted": accepted,
+        "rejected": rejected,
+        "messages": [_message(e, e.twin) for e in batch],
+    }
 
 
 def _uuid_or_none(value) -> uuid.UUID | None:
@@ -898,7 +1009,9 @@ def _check_message(m) -> str | None:
             return f"changed must be a list of {', '.join(rules.SYNCED_FIELDS)}"
     elif m.get("kind") == SyncEvent.Kind.ACK:
         ent = m.get("entity")
-        if not isinstance(ent, dict) or not all(isinstance(ent.get(k), str) for k in ("id", "key", "url")):
+        if not isinstance(ent, dict) or not all(
+            isinstance(ent.get(k), str) for k in ("id", "key", "url")
+        ):
             return "an ack carries entity {id, key, url}"
         if ent["id"] != m["entity_id"] or _uuid_or_none(m.get("acked_event_id")) is None:
             return "an ack names the entity it comes from and the acked event id"
@@ -911,7 +1024,9 @@ def _check_message(m) -> str | None:
 
 def _twin_for_message(connection: Connection, m: dict) -> Twin | None:
     if m["peer_entity_id"]:
-        twin = Twin.objects.filter(connection=connection, local_entity_id=m["peer_entity_id"]).first()
+        twin = Twin.objects.filter(
+            connection=connection, local_entity_id=m["peer_entity_id"]
+        ).first()
         if twin:
             return twin
     if m["entity_id"] == NO_ENTITY:
@@ -949,7 +1064,9 @@ def messages_receive(*, connection: Connection, messages: list) -> tuple[list[st
                 twin = _twin_for_message(connection, m)
                 if twin is None:
                     if m["kind"] != SyncEvent.Kind.REPLICA:
-                        rejected.append({"event_id": event_id, "error": "no twin here for this acknowledgement"})
+                        rejected.append(
+                            {"event_id": event_id, "error": "no twin here for this acknowledgement"}
+                        )
                         continue
                     ent = m["replica"]["entity"]
                     twin = Twin.objects.create(
@@ -1018,7 +1135,11 @@ def _receive_ack(connection: Connection, twin: Twin, m: dict) -> None:
             twin=twin,
             direction=SyncEvent.Direction.OUT,
             event_id=m["acked_event_id"],
-            status__in=[SyncEvent.Status.SENT, SyncEvent.Status.IN_PROGRESS, SyncEvent.Status.QUEUED],
+            status__in=[
+                SyncEvent.Status.SENT,
+                SyncEvent.Status.IN_PROGRESS,
+                SyncEvent.Status.QUEUED,
+            ],
         ).update(status=SyncEvent.Status.DONE, done_at=timezone.now(), last_error="")
     SyncEvent.objects.create(
         event_id=m["event_id"],
@@ -1042,7 +1163,9 @@ def _receive_ack(connection: Connection, twin: Twin, m: dict) -> None:
 def _next_incoming(twin_id: int) -> SyncEvent | None:
     """The twin's first incoming replica event not done, in the sender's order."""
     return (
-        SyncEvent.objects.filter(twin_id=twin_id, direction=SyncEvent.Direction.IN, kind=SyncEvent.Kind.REPLICA)
+        SyncEvent.objects.filter(
+            twin_id=twin_id, direction=SyncEvent.Direction.IN, kind=SyncEvent.Kind.REPLICA
+        )
         .exclude(status=SyncEvent.Status.DONE)
         .order_by("seq", "id")
         .first()
@@ -1072,7 +1195,9 @@ def twin_apply(twin_id: int) -> int:
             if event.next_attempt_at and event.next_attempt_at > timezone.now():
                 retry_in = (event.next_attempt_at - timezone.now()).total_seconds()
                 break
-            SyncEvent.objects.filter(pk=event.pk).update(status=SyncEvent.Status.IN_PROGRESS, attempts=F("attempts") + 1)
+            SyncEvent.objects.filter(pk=event.pk).update(
+                status=SyncEvent.Status.IN_PROGRESS, attempts=F("attempts") + 1
+            )
             event.attempts += 1
             twin.refresh_from_db()
             twin_status_refresh(twin.pk)
@@ -1083,7 +1208,8 @@ def twin_apply(twin_id: int) -> int:
                 raise
             except TrackerAuthenticationError as exc:
                 connection_error_raise(
-                    connection=twin.connection, message=f"The instance refused this node's login: {exc}"
+                    connection=twin.connection,
+                    message=f"The instance refused this node's login: {exc}",
                 )
                 _event_retry_later(event, str(exc), None)
                 break
@@ -1123,7 +1249,9 @@ def _event_retry_later(event: SyncEvent, message: str, retry_after: float | None
 def _event_fail(twin: Twin, event: SyncEvent, message: str) -> None:
     """The event failed for good: entity-level error, and the sender is told (its status page shows it)."""
     with transaction.atomic():
-        SyncEvent.objects.filter(pk=event.pk).update(status=SyncEvent.Status.ERROR, last_error=message[:2000])
+        SyncEvent.objects.filter(pk=event.pk).update(
+            status=SyncEvent.Status.ERROR, last_error=message[:2000]
+        )
         _entity_error(twin=twin, event=event, message=message)
         _queue_ack(twin, event, error=message)
         twin_status_refresh(twin.pk)
@@ -1139,7 +1267,11 @@ def _queue_ack(twin: Twin, event: SyncEvent, *, error: str = "") -> None:
         direction=SyncEvent.Direction.OUT,
         kind=SyncEvent.Kind.ACK,
         payload={
-            "entity": {"id": twin.local_entity_id or NO_ENTITY, "key": twin.local_key, "url": twin.local_url},
+            "entity": {
+                "id": twin.local_entity_id or NO_ENTITY,
+                "key": twin.local_key,
+                "url": twin.local_url,
+            },
             "acked_event_id": str(event.event_id),
             "error": error[:2000],
         },
@@ -1155,7 +1287,9 @@ def _event_applied(twin: Twin, event: SyncEvent) -> None:
             status=SyncEvent.Status.DONE, done_at=timezone.now(), last_error=""
         )
         Twin.objects.filter(pk=twin.pk).update(last_received_replica=replica, last_error="")
-        SyncError.objects.filter(event=event, resolved_at__isnull=True).update(resolved_at=timezone.now())
+        SyncError.objects.filter(event=event, resolved_at__isnull=True).update(
+            resolved_at=timezone.now()
+        )
         _queue_ack(twin, event)
         # What we wrote bumped the incident's sys_mod_count: scan it once so the agreed
         # state and mod count are recorded (it finds nothing to send: no echo).
@@ -1173,8 +1307,12 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         changed=changed,
         has_local_entity=bool(twin.local_entity_id),
         known={"summary": twin.known_summary, "description": twin.known_description},
-        mirrored_comment_ids={r for (k, r), i in mirrored.items() if k == MirroredItem.Kind.COMMENT and i.local_id},
-        mirrored_attachment_ids={r for (k, r), i in mirrored.items() if k == MirroredItem.Kind.ATTACHMENT and i.local_id},
+        mirrored_comment_ids={
+            r for (k, r), i in mirrored.items() if k == MirroredItem.Kind.COMMENT and i.local_id
+        },
+        mirrored_attachment_ids={
+            r for (k, r), i in mirrored.items() if k == MirroredItem.Kind.ATTACHMENT and i.local_id
+        },
     )
     # 1. the entity itself
     if plan.create:
@@ -1186,7 +1324,9 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
             ref = adapter.create_entity_correlated(
                 summary=plan.fields["summary"],
                 description=plan.fields["description"],
-                entity_type=rules.incoming_entity_type(replica["entity"]["type"], local_types=_local_types(adapter)),
+                entity_type=rules.incoming_entity_type(
+                    replica["entity"]["type"], local_types=_local_types(adapter)
+                ),
                 correlation_id=twin.correlation_id,
                 correlation_display=f"Exalate {replica['entity']['key']}"[:100],
             )
@@ -1201,7 +1341,9 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         twin.local_entity_id, twin.local_key, twin.local_url = ref.id, ref.key, ref.url
     elif plan.fields:
         adapter.update_entity_fields(
-            twin.local_entity_id, summary=plan.fields.get("summary"), description=plan.fields.get("description")
+            twin.local_entity_id,
+            summary=plan.fields.get("summary"),
+            description=plan.fields.get("description"),
         )
         update = {f"known_{k}": v for k, v in plan.fields.items()}
         Twin.objects.filter(pk=twin.pk).update(**update)
@@ -1222,8 +1364,10 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         if item is not None:  # an earlier attempt recorded the intent: did the write happen?
             match = next(
                 (
-                    lc for lc in snapshot()["comments"]
-                    if lc["id"] not in taken_local and rules.comment_matches(lc["body"], body=c["body"], author=c["author"])
+                    lc
+                    for lc in snapshot()["comments"]
+                    if lc["id"] not in taken_local
+                    and rules.comment_matches(lc["body"], body=c["body"], author=c["author"])
                 ),
                 None,
             )
@@ -1232,7 +1376,9 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                 taken_local.add(match["id"])
                 continue
         else:
-            item = MirroredItem.objects.create(twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=c["id"])
+            item = MirroredItem.objects.create(
+                twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=c["id"]
+            )
         created = adapter.add_comment(twin.local_entity_id, body=c["body"], author=c["author"])
         _item_done(item, created.id)
         taken_local.add(created.id)
@@ -1243,8 +1389,10 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         if item is not None:
             match = next(
                 (
-                    la for la in snapshot()["attachments"]
-                    if la["id"] not in taken_local and rules.attachment_matches(la, file_name=a["file_name"], sha256=a["sha256"])
+                    la
+                    for la in snapshot()["attachments"]
+                    if la["id"] not in taken_local
+                    and rules.attachment_matches(la, file_name=a["file_name"], sha256=a["sha256"])
                 ),
                 None,
             )
@@ -1254,7 +1402,11 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                 continue
         else:
             item = MirroredItem.objects.create(
-                twin=twin, kind=MirroredItem.Kind.ATTACHMENT, remote_id=a["id"], sha256=a["sha256"], file_name=a["file_name"][:255]
+                twin=twin,
+                kind=MirroredItem.Kind.ATTACHMENT,
+                remote_id=a["id"],
+                sha256=a["sha256"],
+                file_name=a["file_name"][:255],
             )
         with _fetched_attachment(twin, a, event, adapter) as path:
             claims.renew(Twin, twin.pk)
@@ -1337,7 +1489,9 @@ def _checked(path: Path, att: dict, event: SyncEvent, *, remove_on_mismatch: boo
     return path
 
 
-def _attachment_source(connection: Connection, twin: Twin, att: dict, adapter: TrackerAdapter) -> Iterator[bytes]:
+def _attachment_source(
+    connection: Connection, twin: Twin, att: dict, adapter: TrackerAdapter
+) -> Iterator[bytes]:
     if connection.type == Connection.Type.LOCAL:
         yield from adapter.stream_attachment(att["id"], chunk_size=CHUNK)
         return
@@ -1345,29 +1499,45 @@ def _attachment_source(connection: Connection, twin: Twin, att: dict, adapter: T
         raise TransientSyncError(
             f"Waiting for the remote node (it has no URL) to push the bytes of attachment {att['file_name']}."
         )
-    from connections.transport import NodeRequestRejected, NodeTransportError, NodeUnreachable, node_request
+    from connections.transport import (
+        NodeRequestRejected,
+        NodeTransportError,
+        NodeUnreachable,
+        node_request,
+    )
 
     path = f"/api/node/v1/sync/attachments/{twin.remote_entity_id}/{att['id']}"
     try:
         response = node_request(connection, "GET", path, stream=True)
     except NodeUnreachable as exc:
-        raise TransientSyncError(f"Fetching attachment {att['file_name']}: {exc.message}", retry_after=exc.retry_after) from None
+        raise TransientSyncError(
+            f"Fetching attachment {att['file_name']}: {exc.message}", retry_after=exc.retry_after
+        ) from None
     except NodeRequestRejected as exc:
         if exc.status in (401, 403):
-            connection_error_raise(connection=connection, message=f"The remote node refused this node's signed request: {exc.message}")
+            connection_error_raise(
+                connection=connection,
+                message=f"The remote node refused this node's signed request: {exc.message}",
+            )
             raise TransientSyncError(exc.message) from None
-        raise PermanentSyncError(f"The remote node cannot give attachment {att['file_name']}: {exc.message}") from None
+        raise PermanentSyncError(
+            f"The remote node cannot give attachment {att['file_name']}: {exc.message}"
+        ) from None
     except NodeTransportError as exc:
         raise TransientSyncError(exc.message) from None
     try:
         yield from response.iter_content(CHUNK)
     except Exception as exc:  # connection dropped mid-stream
-        raise TransientSyncError(f"Fetching attachment {att['file_name']} was interrupted ({exc.__class__.__name__}).") from None
+        raise TransientSyncError(
+            f"Fetching attachment {att['file_name']} was interrupted ({exc.__class__.__name__})."
+        ) from None
     finally:
         response.close()
 
 
-def attachment_stream_for_remote(*, connection: Connection, entity_id: str, attachment_id: str) -> tuple[dict, Iterator[bytes]]:
+def attachment_stream_for_remote(
+    *, connection: Connection, entity_id: str, attachment_id: str
+) -> tuple[dict, Iterator[bytes]]:
     """Bytes of a local attachment that the remote node of ``connection`` may read.
 
     Only attachments of an entity twinned on this connection and sent in its last replica
@@ -1383,7 +1553,9 @@ def attachment_stream_for_remote(*, connection: Connection, entity_id: str, atta
     return meta, chunks
 
 
-def pushed_attachment_store(*, connection: Connection, attachment_id: str, sha256: str, size: int, chunks: Iterable[bytes]) -> Path:
+def pushed_attachment_store(
+    *, connection: Connection, attachment_id: str, sha256: str, size: int, chunks: Iterable[bytes]
+) -> Path:
     """Keep bytes a remote node without URL pushed for one of its attachments (sha256 checked).
 
     Raises SyncRefused when the bytes do not match ``sha256`` and ``size``.
@@ -1474,7 +1646,9 @@ def sync_drain(*, limit: int = 500) -> dict[str, int]:
         )
         conn_ids = set(due_out.values_list("connection_id", flat=True).distinct()[:limit])
         due_out.filter(connection_id__in=conn_ids).exclude(
-            connection__type=Connection.Type.PUBLIC, connection__remote_url="", connection__polls_remote=False
+            connection__type=Connection.Type.PUBLIC,
+            connection__remote_url="",
+            connection__polls_remote=False,
         ).update(next_attempt_at=now)
         for cid in conn_ids:
             _enqueue("deliver", str(cid))

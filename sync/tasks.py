@@ -22,14 +22,19 @@ from . import services
 logger = logging.getLogger(__name__)
 
 _SHORT = {"soft_time_limit": 120, "time_limit": 150}
-_LONG = {"soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT, "time_limit": settings.CELERY_TASK_TIME_LIMIT}
+_LONG = {
+    "soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    "time_limit": settings.CELERY_TASK_TIME_LIMIT,
+}
 
 
 def _quietly(fn, *args):
     try:
         return fn(*args)
     except SoftTimeLimitExceeded:
-        logger.warning("%s%r hit its soft time limit; the drain task will resume it.", fn.__name__, args)
+        logger.warning(
+            "%s%r hit its soft time limit; the drain task will resume it.", fn.__name__, args
+        )
         return None
 
 

@@ -11,7 +11,9 @@ urlpatterns = [
     path("entity-sync-status/", views.entity_status, name="entity-status"),
     path("entity-sync-status/exalate/", views.entity_exalate, name="entity-exalate"),
     path("exalate/<uuid:request_id>/", views.exalate_status, name="exalate-status"),
-    path("exalate/<uuid:request_id>/status/", views.exalate_status_part, name="exalate-status-part"),
+    path(
+        "exalate/<uuid:request_id>/status/", views.exalate_status_part, name="exalate-status-part"
+    ),
     path("twins/<int:twin_id>/", views.twin_detail, name="twin"),
     path("twins/<int:twin_id>/status/", views.twin_status_part, name="twin-status-part"),
     path("twins/<int:twin_id>/retry/", views.twin_retry, name="twin-retry"),

@@ -38,7 +38,9 @@ def connection_exalate(request, connection_id):
     if form.is_valid():
         try:
             exalate = services.entity_exalate(
-                connection=connection, key=form.cleaned_data["number"], requested_by=request.user.get_username()
+                connection=connection,
+                key=form.cleaned_data["number"],
+                requested_by=request.user.get_username(),
             )
         except services.SyncRefused as exc:
             form.add_error("number", str(exc))
@@ -49,7 +51,12 @@ def connection_exalate(request, connection_id):
     for error in form.errors.get("number", []):
         if error not in bound.errors.get("number", []):
             bound.add_error("number", error)
-    return render(request, "sync/entity_status.html", _entity_status_context(request, exalate_form=bound), status=400)
+    return render(
+        request,
+        "sync/entity_status.html",
+        _entity_status_context(request, exalate_form=bound),
+        status=400,
+    )
 
 
 @login_required
@@ -68,7 +75,12 @@ def entity_exalate(request):
             form.add_error("number", str(exc))
         else:
             return redirect("sync:exalate-status", request_id=exalate.pk)
-    return render(request, "sync/entity_status.html", _entity_status_context(request, exalate_form=form), status=400)
+    return render(
+        request,
+        "sync/entity_status.html",
+        _entity_status_context(request, exalate_form=form),
+        status=400,
+    )
 
 
 def _entity_status_context(request, *, exalate_form=None) -> dict:
@@ -133,7 +145,9 @@ def twin_retry(request, twin_id):
     """Retry a twin in Error: its failed events go back to the queue."""
     twin = selectors.twin_get(twin_id)
     services.twin_retry(twin=twin)
-    messages.success(request, f"{twin.local_key or twin.remote_key or 'The twin'} is queued for another attempt.")
+    messages.success(
+        request, f"{twin.local_key or twin.remote_key or 'The twin'} is queued for another attempt."
+    )
     return redirect(_safe_next(request) or reverse("sync:twin", args=[twin.pk]))
 
 

@@ -40,8 +40,12 @@ class FakeTracker(TrackerAdapter):
         if queue:
             raise queue.pop(0)
 
-    def seed(self, *, summary="Printer on fire", description="Third floor", comments=(), attachments=()) -> dict:
-        ref = self._create(summary=summary, description=description, entity_type="incident", correlation_id="")
+    def seed(
+        self, *, summary="Printer on fire", description="Third floor", comments=(), attachments=()
+    ) -> dict:
+        ref = self._create(
+            summary=summary, description=description, entity_type="incident", correlation_id=""
+        )
         inc = self.incidents[ref.id]
         for author, body in comments:
             self._add_comment(inc, body=body, author_display=author, raw=True)
@@ -75,7 +79,13 @@ class FakeTracker(TrackerAdapter):
         cid = uuid.uuid4().hex
         text = body if raw else f"[{author_display}] {body}"
         inc["comments"].append(
-            {"id": cid, "author": author_display if raw else "Integration User", "created": datetime.now(tz=UTC), "body": text, "public": True}
+            {
+                "id": cid,
+                "author": author_display if raw else "Integration User",
+                "created": datetime.now(tz=UTC),
+                "body": text,
+                "public": True,
+            }
         )
         self._touch(inc)
         return cid
@@ -84,7 +94,13 @@ class FakeTracker(TrackerAdapter):
         aid = uuid.uuid4().hex
         self.blobs[aid] = data
         inc["attachments"].append(
-            {"id": aid, "file_name": name, "content_type": content_type, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            {
+                "id": aid,
+                "file_name": name,
+                "content_type": content_type,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
         )
         self._touch(inc)
         return aid
@@ -126,7 +142,12 @@ class FakeTracker(TrackerAdapter):
         return {
             "schema": 1,
             "tracker": "servicenow",
-            "entity": {"id": inc["id"], "key": inc["key"], "url": self.entity_url(inc["id"]), "type": inc["type"]},
+            "entity": {
+                "id": inc["id"],
+                "key": inc["key"],
+                "url": self.entity_url(inc["id"]),
+                "type": inc["type"],
+            },
             "summary": inc["summary"],
             "description": inc["description"],
             "comments": [{**c, "created": iso(c["created"])} for c in inc["comments"]],
@@ -143,11 +164,20 @@ class FakeTracker(TrackerAdapter):
 
     def create_entity(self, *, summary: str, description: str, entity_type: str) -> EntityRef:
         self._call("create_entity")
-        return self._create(summary=summary, description=description, entity_type=entity_type, correlation_id="")
+        return self._create(
+            summary=summary, description=description, entity_type=entity_type, correlation_id=""
+        )
 
-    def create_entity_correlated(self, *, summary, description, entity_type, correlation_id, correlation_display) -> EntityRef:
+    def create_entity_correlated(
+        self, *, summary, description, entity_type, correlation_id, correlation_display
+    ) -> EntityRef:
         self._call("create_entity")
-        return self._create(summary=summary, description=description, entity_type=entity_type, correlation_id=correlation_id)
+        return self._create(
+            summary=summary,
+            description=description,
+            entity_type=entity_type,
+            correlation_id=correlation_id,
+        )
 
     def find_entity_by_correlation(self, correlation_id: str) -> EntityRef | None:
         if not self.correlation_supported:
@@ -166,19 +196,29 @@ class FakeTracker(TrackerAdapter):
 
     def add_comment(self, entity_id: str, *, body: str, author: str) -> CreatedItem:
         self._call("add_comment")
-        return CreatedItem(self._add_comment(self.incidents[entity_id], body=body, author_display=author))
+        return CreatedItem(
+            self._add_comment(self.incidents[entity_id], body=body, author_display=author)
+        )
 
-    def add_attachment(self, entity_id: str, *, file_name: str, content_type: str, chunks: Iterable[bytes]) -> CreatedItem:
+    def add_attachment(
+        self, entity_id: str, *, file_name: str, content_type: str, chunks: Iterable[bytes]
+    ) -> CreatedItem:
         self._call("add_attachment")
         data = b"".join(chunks)
-        return CreatedItem(self._add_attachment(self.incidents[entity_id], file_name, content_type, data))
+        return CreatedItem(
+            self._add_attachment(self.incidents[entity_id], file_name, content_type, data)
+        )
 
     def list_changed(self, *, since: datetime, overlap_seconds: float) -> list[ChangedEntity]:
         self._call("list_changed")
         from datetime import timedelta
 
         floor = since - timedelta(seconds=overlap_seconds)
-        rows = [ChangedEntity(i["id"], i["mod_count"], i["updated"]) for i in self.incidents.values() if i["updated"] >= floor]
+        rows = [
+            ChangedEntity(i["id"], i["mod_count"], i["updated"])
+            for i in self.incidents.values()
+            if i["updated"] >= floor
+        ]
         return sorted(rows, key=lambda c: (c.updated, c.id))
 
     def entity_url(self, entity_id: str) -> str:

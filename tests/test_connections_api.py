@@ -29,6 +29,8 @@ B_URL = "http://node-b.example:8000"
 def node_url(settings):
     settings.NODE_PUBLIC_URL = OWN_URL
     settings.NODE_NAME = "Node A"
+    # The cast's passwords need no real hashing here; it keeps each test well under a second.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -42,28 +44,53 @@ def api(admin_user) -> APIClient:
 def node_b(monkeypatch) -> services.RemoteNode:
     """The destination node B as its info endpoint would describe it (the one function patched)."""
     b = services.RemoteNode(
-        node_id=str(uuid.uuid4()), name="Node B", tracker="servicenow", url=B_URL,
+        node_id=str(uuid.uuid4()),
+        name="Node B",
+        tracker="servicenow",
+        url=B_URL,
         modes={"basic": True, "visual": False, "script": False},
     )
     monkeypatch.setattr(services, "node_info_fetch", lambda url: b)
     return b
 
 
-def handshake(client: APIClient, code: str, *, node_id: str, secret: str | None = None, url: str = B_URL,
-              token_body: bytes | None = None):
+def handshake(
+    client: APIClient,
+    code: str,
+    *,
+    node_id: str,
+    secret: str | None = None,
+    url: str = B_URL,
+    token_body: bytes | None = None,
+):
     """POST the handshake as the accepting node ``node_id`` would."""
     payload = decode_invitation(code)
-    body = json.dumps({
-        "invitation_id": payload.invitation_id, "connection_id": payload.connection_id,
-        "node": {"id": node_id, "name": "Node B", "url": url, "tracker": "servicenow"},
-    }).encode()
+    body = json.dumps(
+        {
+            "invitation_id": payload.invitation_id,
+            "connection_id": payload.connection_id,
+            "node": {"id": node_id, "name": "Node B", "url": url, "tracker": "servicenow"},
+        }
+    ).encode()
     token = sign_token(
-        secret=secret or payload.secret, issuer=node_id, audience=payload.node_id,
-        connection_id=payload.connection_id, body=token_body if token_body is not None else body,
+        secret=secret or payload.secret,
+        issuer=node_id,
+        audience=payload.node_id,
+        connection_id=payload.connection_id,
+        body=token_body if token_body is not None else body,
         extra={"iid": payload.invitation_id},
     )
-    return client.generic("POST", "/api/node/v1/handshake", body, content_type="application/json",
-                          HTTP_AUTHORIZATION=f"Bearer {token}"), token, body
+    return (
+        client.generic(
+            "POST",
+            "/api/node/v1/handshake",
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        ),
+        token,
+        body,
+    )
 
 
 def initiate(api: APIClient, **data):
@@ -73,8 +100,12 @@ def initiate(api: APIClient, **data):
 def test_node_information_is_public_and_holds_no_secret(client):
     info = client.get("/api/node/v1/info").json()
     assert info == {
-        "product": "exalate-console", "node_id": node_identity_get().node_id, "name": "Node A",
-        "tracker": "servicenow", "url": OWN_URL, "modes": {"basic": True, "visual": False, "script": False},
+        "product": "exalate-console",
+        "node_id": node_identity_get().node_id,
+        "name": "Node A",
+        "tracker": "servicenow",
+        "url": OWN_URL,
+        "modes": {"basic": True, "visual": False, "script": False},
         "api_version": 1,
     }
 
@@ -155,15 +186,23 @@ def test_a_handshake_with_the_wrong_secret_is_refused_and_changes_nothing(api, c
     response, _, _ = handshake(client, code, node_id=node_b.node_id, secret="not-the-secret" * 3)
     assert response.status_code == 401
     assert "does not match the invitation's secret" in response.json()["error"]
-    assert Connection.objects.get().status == "pending" and Invitation.objects.get().status == "pending"
+    assert (
+        Connection.objects.get().status == "pending"
+        and Invitation.objects.get().status == "pending"
+    )
 
 
 def test_a_replayed_handshake_token_is_refused(api, client, node_b):
     code = initiate(api, destination_url=B_URL, name="A_to_B").json()["invitation_code"]
     response, token, body = handshake(client, code, node_id=node_b.node_id)
     assert response.status_code == 200
-    replay = client.generic("POST", "/api/node/v1/handshake", body, content_type="application/json",
-                            HTTP_AUTHORIZATION=f"Bearer {token}")
+    replay = client.generic(
+        "POST",
+        "/api/node/v1/handshake",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
     assert replay.status_code == 401 and "already used once" in replay.json()["error"]
 
 
@@ -217,13 +256,17 @@ def test_a_private_connection_remembers_no_url_for_the_polling_side(api, client)
     response, _, _ = handshake(client, code, node_id=node_id, url="")
     assert response.status_code == 200
     connection = Connection.objects.get()
-    assert connection.type == "private" and connection.remote_url == "" and not connection.polls_remote
+    assert (
+        connection.type == "private" and connection.remote_url == "" and not connection.polls_remote
+    )
 
 
 def test_an_expired_code_is_refused_before_anything_is_sent(api):
     code = initiate(api, no_url=True, name="P").json()["invitation_code"]
     payload = decode_invitation(code)
-    expired = encode_invitation(payload.__class__(**{**payload.__dict__, "expires_at": int(time.time()) - 60}))
+    expired = encode_invitation(
+        payload.__class__(**{**payload.__dict__, "expires_at": int(time.time()) - 60})
+    )
     response = api.post("/api/connections/accept/", {"code": expired}, format="json")
     assert response.status_code == 410 and "expired" in response.json()["error"]
 
@@ -236,8 +279,12 @@ def test_a_malformed_or_truncated_code_is_a_400(api, code):
 
 
 def test_activate_deactivate_and_delete(api):
-    connection = Connection.objects.create(name="C", status="active", remote_node_id=uuid.uuid4(), secret="s")
-    assert api.post(f"/api/connections/{connection.id}/deactivate/").json()["status"] == "deactivated"
+    connection = Connection.objects.create(
+        name="C", status="active", remote_node_id=uuid.uuid4(), secret="s"
+    )
+    assert (
+        api.post(f"/api/connections/{connection.id}/deactivate/").json()["status"] == "deactivated"
+    )
     assert api.post(f"/api/connections/{connection.id}/activate/").json()["status"] == "active"
     assert api.delete(f"/api/connections/{connection.id}/").status_code == 204
     missing = api.post(f"/api/connections/{connection.id}/activate/")
@@ -247,10 +294,15 @@ def test_activate_deactivate_and_delete(api):
 def test_the_api_is_in_the_openapi_schema(admin_client):
     schema = admin_client.get("/api/schema/?format=json").json()
     for path in [
-        "/api/connections/", "/api/connections/initiate/", "/api/connections/accept/",
-        "/api/connections/{connection_id}/", "/api/connections/{connection_id}/activate/",
-        "/api/connections/{connection_id}/deactivate/", "/api/connections/{connection_id}/revoke-invitation/",
-        "/api/node/v1/info", "/api/node/v1/handshake",
+        "/api/connections/",
+        "/api/connections/initiate/",
+        "/api/connections/accept/",
+        "/api/connections/{connection_id}/",
+        "/api/connections/{connection_id}/activate/",
+        "/api/connections/{connection_id}/deactivate/",
+        "/api/connections/{connection_id}/revoke-invitation/",
+        "/api/node/v1/info",
+        "/api/node/v1/handshake",
     ]:
         assert path in schema["paths"], path
     assert "InvitationJWT" in schema["components"]["securitySchemes"]

@@ -58,13 +58,17 @@ def api_url(api, node) -> str:
 
 
 def initiate(api, node, **data) -> dict:
-    response = api[node].post(f"{api_url(api, node)}/api/connections/initiate/", json=data, timeout=20)
+    response = api[node].post(
+        f"{api_url(api, node)}/api/connections/initiate/", json=data, timeout=20
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def accept(api, node, code) -> requests.Response:
-    return api[node].post(f"{api_url(api, node)}/api/connections/accept/", json={"code": code}, timeout=30)
+    return api[node].post(
+        f"{api_url(api, node)}/api/connections/accept/", json={"code": code}, timeout=30
+    )
 
 
 def resign(code: str, **changes) -> str:
@@ -122,7 +126,10 @@ def test_a_handshake_with_the_wrong_secret_leaves_nothing_on_either_node(nodes, 
     forged = resign(made["invitation_code"], secret="x" * 43)
     response = accept(api, "B", forged)
     assert response.status_code == 400
-    assert "refused the invitation" in response.json()["error"] and "secret" in response.json()["error"]
+    assert (
+        "refused the invitation" in response.json()["error"]
+        and "secret" in response.json()["error"]
+    )
     assert cid not in connections_of(api, "B")
     assert connections_of(api, "A")[cid]["status"] == "pending"
 
@@ -203,7 +210,9 @@ def test_initiate_with_admin_access_continues_on_the_destination(nodes, api, bro
         dialog.locator("#mode-basic").click()
         page.screenshot(path=str(artifacts / "connections-03-configuration-type.png"))
         dialog.get_by_role("button", name="Next").click()
-        expect(dialog.get_by_text("Do you have admin access to the destination instance?")).to_be_visible()
+        expect(
+            dialog.get_by_text("Do you have admin access to the destination instance?")
+        ).to_be_visible()
         expect(page.locator("#id_name")).to_have_value("NodeA_to_NodeB")
         page.fill("#id_name", "UI_Yes_A_to_B")
         dialog.get_by_text("Yes, I have admin access").click()
@@ -237,7 +246,9 @@ def test_initiate_with_admin_access_continues_on_the_destination(nodes, api, bro
 def test_initiate_without_admin_access_hands_over_a_code(nodes, api, browser, artifacts):
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["clipboard-read", "clipboard-write"])
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, permissions=["clipboard-read", "clipboard-write"]
+    )
     context.set_default_timeout(20_000)
     page = context.new_page()
     try:
@@ -330,7 +341,11 @@ def test_a_local_and_a_private_connection_in_the_browser(nodes, api, browser, ar
     finally:
         context.close()
     local = [x for x in connections_of(api, "A").values() if x["name"] == "UI_Local"]
-    assert len(local) == 2 and {x["status"] for x in local} == {"active"} and {x["type"] for x in local} == {"local"}
+    assert (
+        len(local) == 2
+        and {x["status"] for x in local} == {"active"}
+        and {x["type"] for x in local} == {"local"}
+    )
     on_c = [x for x in connections_of(api, "C").values() if x["name"] == "UI_Private"]
     assert on_c[0]["status"] == "active" and on_c[0]["polls_remote"]
 
@@ -343,7 +358,7 @@ def test_bad_input_is_explained_in_the_dialogs(nodes, api, browser, artifacts):
     context.set_default_timeout(20_000)
     page = context.new_page()
     try:
-        a, b = nodes["A"], nodes["B"]
+        a = nodes["A"]
         login(page, a)
         page.goto(f"{a.url}/connections/")
         page.click("text=Initiate connection")

@@ -41,8 +41,12 @@ class FakeNode:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 fake.received.append(
-                    {"method": self.command, "path": self.path, "headers": dict(self.headers),
-                     "body": self.rfile.read(length)}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": self.rfile.read(length),
+                    }
                 )
                 status, headers, body = fake.answer
                 self.send_response(status)
@@ -76,8 +80,12 @@ def fake_node():
 @pytest.fixture
 def connection(fake_node) -> Connection:
     return Connection.objects.create(
-        name="A_to_B", type="public", status="active", remote_node_id=uuid.uuid4(),
-        remote_url=fake_node.url, secret=new_secret(),
+        name="A_to_B",
+        type="public",
+        status="active",
+        remote_node_id=uuid.uuid4(),
+        remote_url=fake_node.url,
+        secret=new_secret(),
     )
 
 
@@ -88,7 +96,9 @@ def test_a_json_request_is_signed_over_the_exact_bytes_sent(fake_node, connectio
     assert got["path"] == "/api/node/v1/messages"
     assert got["headers"]["Content-Type"] == "application/json"
     token = got["headers"]["Authorization"].removeprefix("Bearer ")
-    claims = jwt.decode(token, connection.secret, algorithms=["HS256"], audience=str(connection.remote_node_id))
+    claims = jwt.decode(
+        token, connection.secret, algorithms=["HS256"], audience=str(connection.remote_node_id)
+    )
     assert claims["bsha"] == hashlib.sha256(got["body"]).hexdigest()
     assert json.loads(got["body"]) == {"b": 1, "a": "é"}
     assert claims["iss"] == node_identity_get().node_id
@@ -97,12 +107,18 @@ def test_a_json_request_is_signed_over_the_exact_bytes_sent(fake_node, connectio
 def test_a_get_is_signed_over_an_empty_body(fake_node, connection):
     node_request(connection, "GET", "/api/node/v1/messages?since=1")
     token = fake_node.received[0]["headers"]["Authorization"].removeprefix("Bearer ")
-    claims = jwt.decode(token, connection.secret, algorithms=["HS256"], audience=str(connection.remote_node_id))
+    claims = jwt.decode(
+        token, connection.secret, algorithms=["HS256"], audience=str(connection.remote_node_id)
+    )
     assert claims["bsha"] == hashlib.sha256(b"").hexdigest()
 
 
 def test_a_refused_token_is_a_permanent_rejection_with_the_remote_message(fake_node, connection):
-    fake_node.answer = (401, {"Content-Type": "application/json"}, b'{"error": "The node token has expired."}')
+    fake_node.answer = (
+        401,
+        {"Content-Type": "application/json"},
+        b'{"error": "The node token has expired."}',
+    )
     with pytest.raises(NodeRequestRejected) as info:
         node_request(connection, "POST", "/api/node/v1/messages", json={})
     assert info.value.status == 401
@@ -125,8 +141,12 @@ def test_a_server_error_is_transient(fake_node, connection):
 
 def test_a_node_that_does_not_listen_is_unreachable():
     connection = Connection.objects.create(
-        name="gone", type="public", status="active", remote_node_id=uuid.uuid4(),
-        remote_url=f"http://127.0.0.1:{free_port()}", secret=new_secret(),
+        name="gone",
+        type="public",
+        status="active",
+        remote_node_id=uuid.uuid4(),
+        remote_url=f"http://127.0.0.1:{free_port()}",
+        secret=new_secret(),
     )
     with pytest.raises(NodeUnreachable, match="cannot be reached"):
         node_request(connection, "GET", "/x")
@@ -134,7 +154,12 @@ def test_a_node_that_does_not_listen_is_unreachable():
 
 def test_a_connection_whose_remote_has_no_url_cannot_send():
     connection = Connection.objects.create(
-        name="priv", type="private", status="active", remote_node_id=uuid.uuid4(), remote_url="", secret=new_secret()
+        name="priv",
+        type="private",
+        status="active",
+        remote_node_id=uuid.uuid4(),
+        remote_url="",
+        secret=new_secret(),
     )
     with pytest.raises(NodeTransportError, match="polls this node"):
         node_request(connection, "GET", "/x")
@@ -142,8 +167,12 @@ def test_a_connection_whose_remote_has_no_url_cannot_send():
 
 def test_only_http_urls_are_called():
     connection = Connection(
-        name="ftp", type="public", status="active", remote_node_id=uuid.uuid4(),
-        remote_url="ftp://127.0.0.1/", secret=new_secret(),
+        name="ftp",
+        type="public",
+        status="active",
+        remote_node_id=uuid.uuid4(),
+        remote_url="ftp://127.0.0.1/",
+        secret=new_secret(),
     )
     with pytest.raises(NodeTransportError, match="not an http"):
         node_request(connection, "GET", "/x")

@@ -24,6 +24,8 @@ OWN_URL = "http://node-a.example:8000"
 def node_url(settings):
     settings.NODE_PUBLIC_URL = OWN_URL
     settings.NODE_NAME = "Node A"
+    # The cast's passwords need no real hashing here; it keeps each test well under a second.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -76,17 +78,29 @@ def test_a_local_connection_can_be_made_without_javascript(admin_client):
     step2 = post_step(admin_client, step="destination", destination_url=OWN_URL + "/")
     page = text(step2)
     assert "Choose the configuration type" in page and "local connection" in page
-    assert re.search(r'value="visual" disabled', page) and re.search(r'value="script" disabled', page)
+    assert re.search(r'value="visual" disabled', page) and re.search(
+        r'value="script" disabled', page
+    )
 
     step3 = post_step(
-        admin_client, step="mode", destination_url=OWN_URL, type="local", remote_name="Node A", mode="basic"
+        admin_client,
+        step="mode",
+        destination_url=OWN_URL,
+        type="local",
+        remote_name="Node A",
+        mode="basic",
     )
     page = text(step3)
     assert 'value="NodeA_to_NodeA"' in page
     assert "Do you have admin access" not in page  # both ends are here
 
     initiated = post_step(
-        admin_client, step="name", destination_url=OWN_URL, type="local", mode="basic", name="Local pair"
+        admin_client,
+        step="name",
+        destination_url=OWN_URL,
+        type="local",
+        mode="basic",
+        name="Local pair",
     )
     assert initiated.status_code == 302 and initiated["Location"] == "/connections/accept/"
     confirm = admin_client.get("/connections/accept/")
@@ -112,9 +126,13 @@ def test_a_local_connection_can_be_made_without_javascript(admin_client):
 
 
 def test_previous_goes_back_with_the_answers_kept(admin_client):
-    back = post_step(admin_client, step="mode", destination_url=OWN_URL, type="local", mode="basic", back="1")
+    back = post_step(
+        admin_client, step="mode", destination_url=OWN_URL, type="local", mode="basic", back="1"
+    )
     page = text(back)
-    assert 'name="destination_url" id="id_destination_url" value="http://node-a.example:8000"' in page
+    assert (
+        'name="destination_url" id="id_destination_url" value="http://node-a.example:8000"' in page
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,7 +174,9 @@ def test_a_private_invitation_code_is_shown_with_copy_and_done(admin_client):
     assert "private connection" in step2
     step3 = text(post_step(admin_client, step="mode", no_url="on", type="private", mode="basic"))
     assert 'value="NodeA_to_Remote"' in step3
-    done = post_step(admin_client, step="name", no_url="on", type="private", mode="basic", name="NodeA_to_Remote")
+    done = post_step(
+        admin_client, step="name", no_url="on", type="private", mode="basic", name="NodeA_to_Remote"
+    )
     assert done.status_code == 302
     page = text(admin_client.get(done["Location"]))
     connection = Connection.objects.get()
@@ -167,13 +187,22 @@ def test_a_private_invitation_code_is_shown_with_copy_and_done(admin_client):
 
 def test_a_duplicate_connection_name_is_refused_on_the_last_step(admin_client, admin_user):
     connection_initiate(destination_url="", no_url=True, mode="basic", name="Twin", user=admin_user)
-    page = text(post_step(admin_client, step="name", no_url="on", type="private", mode="basic", name="twin"))
+    page = text(
+        post_step(admin_client, step="name", no_url="on", type="private", mode="basic", name="twin")
+    )
     assert "already exists" in page and Connection.objects.count() == 1
 
 
 def test_public_initiate_asks_about_admin_access_before_initiating(admin_client):
     page = text(
-        post_step(admin_client, step="name", destination_url="http://b.example", type="public", mode="basic", name="X")
+        post_step(
+            admin_client,
+            step="name",
+            destination_url="http://b.example",
+            type="public",
+            mode="basic",
+            name="X",
+        )
     )
     assert "Choose whether you have admin access" in page
     assert not Connection.objects.exists()
@@ -187,7 +216,9 @@ def test_a_bad_code_is_explained_in_the_accept_dialog(admin_client, code):
 
 
 def test_an_invitation_link_keeps_the_code_out_of_the_login_url(client, admin_user):
-    _, code = connection_initiate(destination_url="", no_url=True, mode="basic", name="P", user=admin_user)
+    _, code = connection_initiate(
+        destination_url="", no_url=True, mode="basic", name="P", user=admin_user
+    )
     landing = client.get("/api/node/v1/accept-invitation", {"code": code})
     assert landing["Location"] == "/connections/accept/"
     to_login = client.get("/connections/accept/")
@@ -198,8 +229,12 @@ def test_an_invitation_link_keeps_the_code_out_of_the_login_url(client, admin_us
     assert "made by this node for another node" in page and code in page
 
 
-def test_revoking_a_pending_invitation_removes_the_connection_and_kills_the_code(admin_client, admin_user):
-    connection, code = connection_initiate(destination_url="", no_url=True, mode="basic", name="P", user=admin_user)
+def test_revoking_a_pending_invitation_removes_the_connection_and_kills_the_code(
+    admin_client, admin_user
+):
+    connection, code = connection_initiate(
+        destination_url="", no_url=True, mode="basic", name="P", user=admin_user
+    )
     response = admin_client.post(f"/connections/{connection.id}/invitation/revoke/")
     assert response.status_code == 302
     assert not Connection.objects.exists()
@@ -209,7 +244,9 @@ def test_revoking_a_pending_invitation_removes_the_connection_and_kills_the_code
 
 
 def test_deactivate_keeps_the_connection_and_activate_turns_it_back(admin_client):
-    connection = Connection.objects.create(name="C", status="active", remote_node_id="5" * 32, secret="s")
+    connection = Connection.objects.create(
+        name="C", status="active", remote_node_id="5" * 32, secret="s"
+    )
     admin_client.post(f"/connections/{connection.id}/deactivate/")
     connection.refresh_from_db()
     assert connection.status == "deactivated"
@@ -221,7 +258,9 @@ def test_deactivate_keeps_the_connection_and_activate_turns_it_back(admin_client
 
 
 def test_activating_a_pending_connection_is_refused_with_a_message(admin_client, admin_user):
-    connection, _ = connection_initiate(destination_url="", no_url=True, mode="basic", name="P", user=admin_user)
+    connection, _ = connection_initiate(
+        destination_url="", no_url=True, mode="basic", name="P", user=admin_user
+    )
     admin_client.post(f"/connections/{connection.id}/activate/")
     connection.refresh_from_db()
     assert connection.status == "pending"
@@ -229,16 +268,22 @@ def test_activating_a_pending_connection_is_refused_with_a_message(admin_client,
 
 
 def test_delete_asks_first_and_says_what_happens_to_the_synced_pairs(admin_client):
-    connection = Connection.objects.create(name="C", status="active", remote_node_id="5" * 32, secret="s")
+    connection = Connection.objects.create(
+        name="C", status="active", remote_node_id="5" * 32, secret="s"
+    )
     page = text(admin_client.get(f"/connections/{connection.id}/delete/"))
-    assert "The synced incidents stay as they are in both instances; they just stop syncing." in page
+    assert (
+        "The synced incidents stay as they are in both instances; they just stop syncing." in page
+    )
     assert Connection.objects.exists()
     admin_client.post(f"/connections/{connection.id}/delete/")
     assert not Connection.objects.exists()
 
 
 def test_actions_need_post_and_csrf(client, admin_user):
-    connection = Connection.objects.create(name="C", status="active", remote_node_id="5" * 32, secret="s")
+    connection = Connection.objects.create(
+        name="C", status="active", remote_node_id="5" * 32, secret="s"
+    )
     client.force_login(admin_user)
     assert client.get(f"/connections/{connection.id}/deactivate/").status_code == 405
     from django.test import Client
@@ -252,7 +297,11 @@ def test_actions_need_post_and_csrf(client, admin_user):
 
 def test_names_from_other_nodes_are_escaped(admin_client):
     Connection.objects.create(
-        name="C", status="active", remote_node_id="5" * 32, remote_name="<script>alert(1)</script>", secret="s"
+        name="C",
+        status="active",
+        remote_node_id="5" * 32,
+        remote_name="<script>alert(1)</script>",
+        secret="s",
     )
     page = text(admin_client.get("/connections/"))
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
@@ -263,40 +312,78 @@ def node_b(monkeypatch):
     """Destination node B as its info endpoint describes it (the one function patched)."""
     from connections import services
 
-    b = services.RemoteNode(node_id="6" * 32, name="Node B", tracker="servicenow", url="http://node-b.example",
-                            modes={"basic": True, "visual": False, "script": False})
+    b = services.RemoteNode(
+        node_id="6" * 32,
+        name="Node B",
+        tracker="servicenow",
+        url="http://node-b.example",
+        modes={"basic": True, "visual": False, "script": False},
+    )
     monkeypatch.setattr(services, "node_info_fetch", lambda url: b)
     return b
 
 
 def test_yes_sends_the_browser_to_the_destination_with_the_invitation(admin_client, node_b):
-    step2 = text(post_step(admin_client, step="destination", destination_url="http://node-b.example/"))
+    step2 = text(
+        post_step(admin_client, step="destination", destination_url="http://node-b.example/")
+    )
     assert "Found node <strong>Node B</strong>" in step2
-    step3 = text(post_step(admin_client, step="mode", destination_url=node_b.url, type="public",
-                           remote_name="Node B", mode="basic"))
+    step3 = text(
+        post_step(
+            admin_client,
+            step="mode",
+            destination_url=node_b.url,
+            type="public",
+            remote_name="Node B",
+            mode="basic",
+        )
+    )
     assert 'value="NodeA_to_NodeB"' in step3 and "Yes, I have admin access" in step3
-    response = post_step(admin_client, step="name", destination_url=node_b.url, type="public", mode="basic",
-                         name="NodeA_to_NodeB", admin_access="yes")
+    response = post_step(
+        admin_client,
+        step="name",
+        destination_url=node_b.url,
+        type="public",
+        mode="basic",
+        name="NodeA_to_NodeB",
+        admin_access="yes",
+    )
     assert response.status_code == 302
-    assert response["Location"].startswith("http://node-b.example/api/node/v1/accept-invitation?code=exalate1.")
+    assert response["Location"].startswith(
+        "http://node-b.example/api/node/v1/accept-invitation?code=exalate1."
+    )
     assert Connection.objects.get().status == "pending"
 
 
 def test_with_htmx_yes_redirects_the_whole_page(admin_client, node_b):
     response = admin_client.post(
         "/connections/initiate/",
-        {"step": "name", "destination_url": node_b.url, "type": "public", "mode": "basic", "name": "N",
-         "admin_access": "yes"},
+        {
+            "step": "name",
+            "destination_url": node_b.url,
+            "type": "public",
+            "mode": "basic",
+            "name": "N",
+            "admin_access": "yes",
+        },
         HTTP_HX_REQUEST="true",
     )
-    assert response["HX-Redirect"].startswith("http://node-b.example/api/node/v1/accept-invitation?code=")
+    assert response["HX-Redirect"].startswith(
+        "http://node-b.example/api/node/v1/accept-invitation?code="
+    )
 
 
 def test_no_shows_the_invitation_code_in_the_dialog_with_htmx(admin_client, node_b):
     response = admin_client.post(
         "/connections/initiate/",
-        {"step": "name", "destination_url": node_b.url, "type": "public", "mode": "basic", "name": "N",
-         "admin_access": "no"},
+        {
+            "step": "name",
+            "destination_url": node_b.url,
+            "type": "public",
+            "mode": "basic",
+            "name": "N",
+            "admin_access": "no",
+        },
         HTTP_HX_REQUEST="true",
     )
     page = text(response)

@@ -66,7 +66,9 @@ def test_a_private_invitation_has_no_destination_node():
     assert decode_invitation(encode_invitation(payload)).to_node_id is None
 
 
-@pytest.mark.parametrize("text", ["hello world", "INC0010001", "eyJhbGciOiJIUzI1NiJ9.e30.abc", "exalatex.abc.def"])
+@pytest.mark.parametrize(
+    "text", ["hello world", "INC0010001", "eyJhbGciOiJIUzI1NiJ9.e30.abc", "exalatex.abc.def"]
+)
 def test_malformed_text_is_not_an_invitation_code(text):
     with pytest.raises(InvitationCodeError, match="not an Exalate invitation code"):
         decode_invitation(text)

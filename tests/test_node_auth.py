@@ -152,8 +152,14 @@ def test_a_token_for_a_pending_connection_is_refused(connection, remote_id):
 
 def test_a_token_without_a_body_hash_is_refused(connection, remote_id):
     now = int(time.time())
-    claims = {"iss": remote_id, "aud": node_identity_get().node_id, "cid": str(connection.id), "iat": now,
-              "exp": now + 30, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": remote_id,
+        "aud": node_identity_get().node_id,
+        "cid": str(connection.id),
+        "iat": now,
+        "exp": now + 30,
+        "jti": uuid.uuid4().hex,
+    }
     token = jwt.encode(claims, connection.secret, algorithm="HS256")
     with pytest.raises(NodeAuthError, match="bsha"):
         verify_node_request(token, b"")
@@ -172,7 +178,9 @@ def test_garbage_is_not_a_token(connection):
 
 
 def test_used_token_ids_are_forgotten_once_they_could_no_longer_pass(connection, remote_id):
-    UsedNodeToken.objects.create(jti="old" + "0" * 29, expires_at=timezone.now() - timedelta(seconds=1))
+    UsedNodeToken.objects.create(
+        jti="old" + "0" * 29, expires_at=timezone.now() - timedelta(seconds=1)
+    )
     verify_node_request(remote_token(connection, remote_id, b""), b"")
     assert not UsedNodeToken.objects.filter(jti__startswith="old").exists()
     assert UsedNodeToken.objects.count() == 1
@@ -181,9 +189,17 @@ def test_used_token_ids_are_forgotten_once_they_could_no_longer_pass(connection,
 def test_a_local_connection_signs_for_its_peer_row():
     secret = new_secret()
     me = node_identity_get().node_id
-    first = Connection.objects.create(name="L", type="local", status="active", remote_node_id=me, secret=secret)
+    first = Connection.objects.create(
+        name="L", type="local", status="active", remote_node_id=me, secret=secret
+    )
     second = Connection.objects.create(
-        name="L", type="local", status="active", remote_node_id=me, secret=secret, local_peer=first, is_initiator=False
+        name="L",
+        type="local",
+        status="active",
+        remote_node_id=me,
+        secret=secret,
+        local_peer=first,
+        is_initiator=False,
     )
     Connection.objects.filter(pk=first.pk).update(local_peer=second)
     first.refresh_from_db()
@@ -192,7 +208,9 @@ def test_a_local_connection_signs_for_its_peer_row():
 
 
 def test_signing_a_pending_connection_without_remote_node_fails_clearly():
-    pending = Connection.objects.create(name="P", type="private", status="pending", secret=new_secret())
+    pending = Connection.objects.create(
+        name="P", type="private", status="pending", secret=new_secret()
+    )
     with pytest.raises(NodeAuthError, match="has not been accepted"):
         sign_node_request(pending, b"")
 
@@ -213,7 +231,9 @@ class _Echo(APIView):
 def test_node_jwt_authentication_gives_the_view_the_connection(connection, remote_id):
     body = b'{"a":1}'
     request = APIRequestFactory().post(
-        "/x", body, content_type="application/json",
+        "/x",
+        body,
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {remote_token(connection, remote_id, body)}",
     )
     response = _Echo.as_view()(request)
@@ -229,7 +249,11 @@ def test_node_jwt_authentication_failures_are_401_with_a_json_error(connection, 
     assert missing["WWW-Authenticate"].startswith("Bearer")
     token = remote_token(connection, remote_id, b"{}")
     tampered = _Echo.as_view()(
-        factory.post("/x", b'{"b":2}', content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+        factory.post(
+            "/x", b'{"b":2}', content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
     )
     assert tampered.status_code == 401
-    assert tampered.data == {"error": "The request body does not match the body hash the node token was signed for."}
+    assert tampered.data == {
+        "error": "The request body does not match the body hash the node token was signed for."
+    }

@@ -112,7 +112,9 @@ def test_connection_reports_wrong_credentials_without_the_password(sandbox):
 def test_connection_reports_an_unreachable_url():
     with pytest.raises(TrackerUnreachable) as caught:
         adapter(f"http://127.0.0.1:{free_port()}").test_connection()
-    assert "Could not reach" in caught.value.message and "connection refused" in caught.value.message
+    assert (
+        "Could not reach" in caught.value.message and "connection refused" in caught.value.message
+    )
 
 
 def test_connection_reports_a_site_that_is_not_servicenow(other_site):
@@ -153,7 +155,9 @@ def test_connection_names_the_table_the_user_cannot_read(sandbox, acl, named):
 
 
 def test_from_config_refuses_incomplete_settings():
-    config = TrackerConfig("servicenow", "https://x.service-now.com", "basic", "", "", "", "", False)
+    config = TrackerConfig(
+        "servicenow", "https://x.service-now.com", "basic", "", "", "", "", False
+    )
     with pytest.raises(TrackerError):
         ServiceNowAdapter.from_config(config)
 
@@ -186,7 +190,9 @@ def test_a_number_with_query_syntax_cannot_match_other_incidents(sandbox):
 def test_a_duplicate_number_is_ambiguous_not_a_guess(sandbox):
     a = adapter(sandbox.url)
     original = a.find_entity("INC0010002")
-    twin = a.client.table_create("incident", {"number": "INC0010002", "short_description": "Imported duplicate"})
+    twin = a.client.table_create(
+        "incident", {"number": "INC0010002", "short_description": "Imported duplicate"}
+    )
     try:
         with pytest.raises(AmbiguousEntityKey) as caught:
             a.find_entity("INC0010002")
@@ -210,12 +216,24 @@ def test_read_replica_uses_three_calls_and_leaves_out_work_notes(sandbox):
     a.client.calls = 0
     replica = a.read_replica(ref.id)
     assert a.client.calls == 3
-    assert replica["entity"]["key"] == "INC0010001" and replica["summary"].startswith("Email not syncing")
+    assert replica["entity"]["key"] == "INC0010001" and replica["summary"].startswith(
+        "Email not syncing"
+    )
     bodies = [c["body"] for c in replica["comments"]]
-    assert len(bodies) == 3 and any("<b>Outlook 2021</b>" in b for b in bodies) and any("[code]" in b for b in bodies)
+    assert (
+        len(bodies) == 3
+        and any("<b>Outlook 2021</b>" in b for b in bodies)
+        and any("[code]" in b for b in bodies)
+    )
     assert not any("Exchange logs" in b for b in bodies)  # the work note
-    assert [c["author"] for c in replica["comments"]] == ["Beth Anglin", "Joe Employee", "Beth Anglin"]
-    assert [c["created"] for c in replica["comments"]] == sorted(c["created"] for c in replica["comments"])
+    assert [c["author"] for c in replica["comments"]] == [
+        "Beth Anglin",
+        "Joe Employee",
+        "Beth Anglin",
+    ]
+    assert [c["created"] for c in replica["comments"]] == sorted(
+        c["created"] for c in replica["comments"]
+    )
     assert [(x["file_name"], x["content_type"]) for x in replica["attachments"]] == [
         ("outlook-error.png", "image/png"),
         ("mailbox-diagnostics.pdf", "application/pdf"),
@@ -243,16 +261,28 @@ def test_reading_a_missing_incident_is_not_found(sandbox):
 
 def test_create_update_comment_and_attachment_show_up_in_the_replica(sandbox):
     a = adapter(sandbox.url)
-    ref = a.create_entity(summary="Mirrored from Jira: login loop", description="Line 1\nLine 2 – ü", entity_type="Bug")
+    ref = a.create_entity(
+        summary="Mirrored from Jira: login loop",
+        description="Line 1\nLine 2 – ü",
+        entity_type="Bug",
+    )
     assert ref.key.startswith("INC") and ref.url.endswith(ref.id)
     a.update_entity(ref.id, summary="Mirrored: login loop (updated)", description="New body")
     first = a.add_comment(ref.id, body="Same text", author="Beth Anglin")
     second = a.add_comment(ref.id, body="Same text", author="Beth Anglin")
     assert first.id != second.id
     png = bytes(range(256)) * 40
-    added = a.add_attachment(ref.id, file_name="screen – ü.png", content_type="image/png", chunks=[png[:5000], png[5000:]])
+    added = a.add_attachment(
+        ref.id,
+        file_name="screen – ü.png",
+        content_type="image/png",
+        chunks=[png[:5000], png[5000:]],
+    )
     replica = a.read_replica(ref.id)
-    assert replica["summary"] == "Mirrored: login loop (updated)" and replica["description"] == "New body"
+    assert (
+        replica["summary"] == "Mirrored: login loop (updated)"
+        and replica["description"] == "New body"
+    )
     assert {c["id"] for c in replica["comments"]} == {first.id, second.id}
     assert replica["comments"][0]["body"] == "[Beth Anglin wrote]\nSame text"
     assert replica["comments"][0]["author"] == "System Administrator"
@@ -268,8 +298,14 @@ def test_add_comment_returns_the_new_journal_entry_in_two_calls(sandbox):
     a.client.calls = 0
     item = a.add_comment(ref.id, body="<p>HTML stays as typed</p>", author="Zoë Ångström")
     assert a.client.calls == 2
-    entry = a.client.table_get("sys_journal_field", item.id, fields=("element", "value", "element_id"))
-    assert entry == {"element": "comments", "value": "[Zoë Ångström wrote]\n<p>HTML stays as typed</p>", "element_id": ref.id}
+    entry = a.client.table_get(
+        "sys_journal_field", item.id, fields=("element", "value", "element_id")
+    )
+    assert entry == {
+        "element": "comments",
+        "value": "[Zoë Ångström wrote]\n<p>HTML stays as typed</p>",
+        "element_id": ref.id,
+    }
 
 
 def test_an_empty_comment_is_refused_before_writing(sandbox):
@@ -299,7 +335,9 @@ def test_list_changed_finds_updates_since_the_watermark_minus_overlap(sandbox):
     changes = a.list_changed(since=datetime.now(UTC) + timedelta(seconds=30), overlap_seconds=120)
     mine = [c for c in changes if c.id == ref.id]
     assert len(mine) == 1 and mine[0].updated.tzinfo is not None
-    assert mine[0].mod_count == int(a.client.table_get("incident", ref.id, fields=("sys_mod_count",))["sys_mod_count"])
+    assert mine[0].mod_count == int(
+        a.client.table_get("incident", ref.id, fields=("sys_mod_count",))["sys_mod_count"]
+    )
     assert a.list_changed(since=datetime.now(UTC) + timedelta(hours=1), overlap_seconds=60) == []
 
 
@@ -307,15 +345,22 @@ def test_list_changed_reports_an_incident_whose_only_change_is_a_new_attachment(
     a = adapter(sandbox.url)
     ref = a.find_entity("INC0010005")
     count = a.client.table_get("incident", ref.id, fields=("sys_mod_count",))["sys_mod_count"]
-    a.add_attachment(ref.id, file_name="later.txt", content_type="text/plain", chunks=[b"added later"])
-    changes = [c for c in a.list_changed(since=datetime.now(UTC), overlap_seconds=60) if c.id == ref.id]
+    a.add_attachment(
+        ref.id, file_name="later.txt", content_type="text/plain", chunks=[b"added later"]
+    )
+    changes = [
+        c for c in a.list_changed(since=datetime.now(UTC), overlap_seconds=60) if c.id == ref.id
+    ]
     assert len(changes) == 1 and changes[0].mod_count == int(count)
 
 
 def test_list_changed_skips_nothing_when_rows_change_between_pages(sandbox):
     a = adapter(sandbox.url, page_size=3)
     since = datetime.now(UTC) - timedelta(seconds=1)
-    refs = [a.create_entity(summary=f"Paging {i}", description="", entity_type="incident") for i in range(8)]
+    refs = [
+        a.create_entity(summary=f"Paging {i}", description="", entity_type="incident")
+        for i in range(8)
+    ]
     other = adapter(sandbox.url, user="beth.anglin", password="beth")
     original = a.client.table_page
     edited: list[str] = []

@@ -71,13 +71,18 @@ def client(sandbox, *, user=None, password=None, retry=FAST, timeout=5.0, **kw) 
 
 def oauth_client(sandbox, *, secret=CLIENT_SECRET, password=None) -> ServiceNowClient:
     creds = OAuthCredentials(
-        client_id=CLIENT_ID, client_secret=secret, username=sandbox.user, password=password or sandbox.password
+        client_id=CLIENT_ID,
+        client_secret=secret,
+        username=sandbox.user,
+        password=password or sandbox.password,
     )
     return ServiceNowClient(sandbox.url, credentials=creds, retry=FAST, timeout=5)
 
 
 def first_incident(c: ServiceNowClient) -> dict:
-    return c.table_page("incident", query="number=INC0010001", fields=("sys_id", "number"), limit=1).rows[0]
+    return c.table_page(
+        "incident", query="number=INC0010001", fields=("sys_id", "number"), limit=1
+    ).rows[0]
 
 
 # -- Table API ------------------------------------------------------------------------------------
@@ -86,7 +91,11 @@ def first_incident(c: ServiceNowClient) -> dict:
 def test_get_returns_raw_strings_with_bare_reference_ids(sandbox):
     c = client(sandbox)
     sys_id = first_incident(c)["sys_id"]
-    row = c.table_get("incident", sys_id, fields=("number", "caller_id", "sys_mod_count", "sys_updated_on", "priority"))
+    row = c.table_get(
+        "incident",
+        sys_id,
+        fields=("number", "caller_id", "sys_mod_count", "sys_updated_on", "priority"),
+    )
     assert row["number"] == "INC0010001"
     assert len(row["caller_id"]) == 32 and isinstance(row["caller_id"], str)
     assert row["sys_mod_count"].isdigit() and row["priority"] == "3"
@@ -110,7 +119,9 @@ def test_malformed_sys_id_is_refused_before_any_request(sandbox):
 
 def test_create_update_and_delete_round_trip(sandbox):
     c = client(sandbox)
-    created = c.table_create("incident", {"short_description": "Created by the client", "impact": "1", "urgency": "2"})
+    created = c.table_create(
+        "incident", {"short_description": "Created by the client", "impact": "1", "urgency": "2"}
+    )
     assert created["number"].startswith("INC00") and created["priority"] == "2"
     assert created["sys_created_by"] == "admin" and created["sys_mod_count"] == "0"
     updated = c.table_update("incident", created["sys_id"], {"description": "More words"})
@@ -123,7 +134,12 @@ def test_create_update_and_delete_round_trip(sandbox):
 def test_writes_are_stamped_with_the_calling_user(sandbox):
     beth = client(sandbox, user="beth.anglin", password="beth")
     sys_id = first_incident(beth)["sys_id"]
-    row = beth.table_update("incident", sys_id, {"comments": "Beth was here"}, fields=("sys_updated_by", "sys_mod_count"))
+    row = beth.table_update(
+        "incident",
+        sys_id,
+        {"comments": "Beth was here"},
+        fields=("sys_updated_by", "sys_mod_count"),
+    )
     assert row["sys_updated_by"] == "beth.anglin"
     entry = beth.journal_list(sys_id)[-1]
     assert entry["value"] == "Beth was here" and entry["sys_created_by"] == "beth.anglin"
@@ -154,7 +170,9 @@ def test_list_reads_every_page_in_a_total_order(sandbox):
     pages = stats(sandbox)["GET /api/now/table/incident"]
     total = client(sandbox).table_page("incident", query="", limit=1).total
     assert len(rows) == total and len({r["sys_id"] for r in rows}) == total
-    assert [(r["sys_updated_on"], r["sys_id"]) for r in rows] == sorted((r["sys_updated_on"], r["sys_id"]) for r in rows)
+    assert [(r["sys_updated_on"], r["sys_id"]) for r in rows] == sorted(
+        (r["sys_updated_on"], r["sys_id"]) for r in rows
+    )
     assert pages == -(-total // 7)
 
 
@@ -170,7 +188,9 @@ def test_paging_does_not_stop_at_a_short_page(sandbox):
 
 
 def test_a_page_reports_total_and_next_link(sandbox):
-    page = client(sandbox).table_page("incident", query="ORDERBYnumber", fields=("number",), limit=3, offset=3)
+    page = client(sandbox).table_page(
+        "incident", query="ORDERBYnumber", fields=("number",), limit=3, offset=3
+    )
     assert [r["number"] for r in page.rows] == ["INC0010004", "INC0010005", "INC0010006"]
     assert page.total and page.total >= 36 and page.has_next
 
@@ -179,9 +199,13 @@ def test_user_text_with_caret_ampersand_and_equals_cannot_change_a_query(sandbox
     c = client(sandbox)
     text = "Odd ^NQ text & a=b %20 done"
     created = c.table_create("incident", {"short_description": text})
-    hits = c.table_list("incident", query=q.term("short_description", "=", text), fields=("sys_id",))
+    hits = c.table_list(
+        "incident", query=q.term("short_description", "=", text), fields=("sys_id",)
+    )
     assert [r["sys_id"] for r in hits] == [created["sys_id"]]
-    injected = c.table_list("incident", query=q.term("number", "=", "x^NQnumberISNOTEMPTY"), fields=("sys_id",))
+    injected = c.table_list(
+        "incident", query=q.term("number", "=", "x^NQnumberISNOTEMPTY"), fields=("sys_id",)
+    )
     assert injected == []
 
 
@@ -199,12 +223,21 @@ def test_a_cancelled_transaction_is_retried_with_a_smaller_page(sandbox):
 def test_comment_and_work_note_patches_append_journal_rows(sandbox):
     c = client(sandbox)
     sys_id = c.table_create("incident", {"short_description": "Journal test"})["sys_id"]
-    row = c.table_update("incident", sys_id, {"comments": "Public\nline 2"}, fields=("comments", "sys_mod_count"))
+    row = c.table_update(
+        "incident", sys_id, {"comments": "Public\nline 2"}, fields=("comments", "sys_mod_count")
+    )
     assert row["comments"] == ""  # journal fields never echo their raw value
     c.table_update("incident", sys_id, {"work_notes": "Internal"})
     assert [r["value"] for r in c.journal_list(sys_id)] == ["Public\nline 2"]
     both = c.journal_list(sys_id, elements=("comments", "work_notes"))
-    assert [(r["element"], r["value"]) for r in both] == [("comments", "Public\nline 2"), ("work_notes", "Internal")]
+    # Entries of one second are ordered by sys_id, so compare without order.
+    assert sorted((r["element"], r["value"]) for r in both) == [
+        ("comments", "Public\nline 2"),
+        ("work_notes", "Internal"),
+    ]
+    assert [(r["sys_created_on"], r["sys_id"]) for r in both] == sorted(
+        (r["sys_created_on"], r["sys_id"]) for r in both
+    )
     assert c.table_get("incident", sys_id, fields=("sys_mod_count",))["sys_mod_count"] == "2"
 
 
@@ -232,7 +265,9 @@ def test_upload_list_metadata_and_streamed_download_round_trip(sandbox):
     assert meta["hash"] == hashlib.sha256(data).hexdigest()
     assert meta["size_bytes"] == str(len(data)) and meta["state"] == "pending"
     listed = c.attachment_list("incident", sys_id)
-    assert [(a["file_name"], a["content_type"]) for a in listed] == [("Schéma réseau – 東京.bin", "application/x-custom-thing")]
+    assert [(a["file_name"], a["content_type"]) for a in listed] == [
+        ("Schéma réseau – 東京.bin", "application/x-custom-thing")
+    ]
     assert c.attachment_get(meta["sys_id"])["table_sys_id"] == sys_id
     chunks = list(c.attachment_download(meta["sys_id"], chunk_size=32768))
     assert b"".join(chunks) == data and max(len(x) for x in chunks) <= 32768
@@ -241,7 +276,11 @@ def test_upload_list_metadata_and_streamed_download_round_trip(sandbox):
 def test_upload_to_a_missing_incident_is_not_found(sandbox):
     with pytest.raises(TrackerNotFound):
         client(sandbox).attachment_upload(
-            table_name="incident", table_sys_id="f" * 32, file_name="a.txt", content_type="text/plain", chunks=[b"x"]
+            table_name="incident",
+            table_sys_id="f" * 32,
+            file_name="a.txt",
+            content_type="text/plain",
+            chunks=[b"x"],
         )
 
 
@@ -269,7 +308,10 @@ def test_missing_table_rights_are_a_permission_error_with_detail(sandbox):
 
 def test_nothing_listening_is_unreachable(sandbox):
     c = ServiceNowClient(
-        f"http://127.0.0.1:{free_port()}", credentials=BasicCredentials(username="a", password="b"), retry=FAST, timeout=2
+        f"http://127.0.0.1:{free_port()}",
+        credentials=BasicCredentials(username="a", password="b"),
+        retry=FAST,
+        timeout=2,
     )
     with pytest.raises(TrackerUnreachable) as caught:
         c.table_page("incident", query="", limit=1)
@@ -305,7 +347,10 @@ def test_a_429_storm_without_headers_backs_off_then_gives_up_as_transient(sandbo
 
 
 def test_a_429_storm_that_passes_is_survived(sandbox):
-    c = client(sandbox, retry=RetryPolicy(max_attempts=6, max_total_seconds=10, base_delay=0.01, max_delay=0.05))
+    c = client(
+        sandbox,
+        retry=RetryPolicy(max_attempts=6, max_total_seconds=10, base_delay=0.01, max_delay=0.05),
+    )
     fault(sandbox, status=429, count=4)
     assert c.table_page("incident", query="", fields=("sys_id",), limit=1).rows
     assert c.calls == 5

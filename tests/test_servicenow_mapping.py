@@ -20,7 +20,9 @@ def load(name: str):
 
 def test_recorded_incident_becomes_a_replica_with_summary_and_utc_times():
     incident = load("incident_get_by_sys_id_servicenowdocs.json")
-    replica = mapping.incident_to_replica(incident, [], [], instance_url="https://acme.service-now.com/")
+    replica = mapping.incident_to_replica(
+        incident, [], [], instance_url="https://acme.service-now.com/"
+    )
     assert replica["schema"] == 1 and replica["tracker"] == "servicenow"
     assert replica["entity"] == {
         "id": "a9e30c7dc61122760116894de7bcc7bd",
@@ -56,10 +58,34 @@ def test_author_falls_back_to_the_user_name_when_no_display_name_is_known():
 
 def test_comments_are_ordered_by_created_time_then_id():
     rows = [
-        {"sys_id": "b" * 32, "element": "comments", "value": "2nd", "sys_created_on": "2026-01-01 10:00:00", "sys_created_by": "x"},
-        {"sys_id": "a" * 32, "element": "comments", "value": "1st", "sys_created_on": "2026-01-01 10:00:00", "sys_created_by": "x"},
-        {"sys_id": "0" * 32, "element": "comments", "value": "0th", "sys_created_on": "2025-12-31 23:59:59", "sys_created_by": "x"},
-        {"sys_id": "c" * 32, "element": "work_notes", "value": "secret", "sys_created_on": "2025-01-01 00:00:00", "sys_created_by": "x"},
+        {
+            "sys_id": "b" * 32,
+            "element": "comments",
+            "value": "2nd",
+            "sys_created_on": "2026-01-01 10:00:00",
+            "sys_created_by": "x",
+        },
+        {
+            "sys_id": "a" * 32,
+            "element": "comments",
+            "value": "1st",
+            "sys_created_on": "2026-01-01 10:00:00",
+            "sys_created_by": "x",
+        },
+        {
+            "sys_id": "0" * 32,
+            "element": "comments",
+            "value": "0th",
+            "sys_created_on": "2025-12-31 23:59:59",
+            "sys_created_by": "x",
+        },
+        {
+            "sys_id": "c" * 32,
+            "element": "work_notes",
+            "value": "secret",
+            "sys_created_on": "2025-01-01 00:00:00",
+            "sys_created_by": "x",
+        },
     ]
     assert [c["body"] for c in mapping.public_comments(rows, {})] == ["0th", "1st", "2nd"]
 
@@ -82,7 +108,12 @@ def test_attachment_metadata_keeps_name_type_size_and_sha256():
 
 
 def test_attachment_without_a_sha256_hash_gets_an_empty_digest():
-    assert mapping.attachment_to_replica({"sys_id": "x", "hash": "md5:abc", "size_bytes": ""})["sha256"] == ""
+    assert (
+        mapping.attachment_to_replica({"sys_id": "x", "hash": "md5:abc", "size_bytes": ""})[
+            "sha256"
+        ]
+        == ""
+    )
 
 
 def test_replica_fields_map_back_to_short_description_and_description():
@@ -93,7 +124,10 @@ def test_replica_fields_map_back_to_short_description_and_description():
 
 
 def test_mirrored_comment_carries_its_author_on_the_first_line():
-    assert mapping.comment_body_with_author("Hi\nthere", "Beth  Anglin") == "[Beth Anglin wrote]\nHi\nthere"
+    assert (
+        mapping.comment_body_with_author("Hi\nthere", "Beth  Anglin")
+        == "[Beth Anglin wrote]\nHi\nthere"
+    )
     assert mapping.comment_body_with_author("Hi", "") == "Hi"
 
 

@@ -79,7 +79,9 @@ def test_sandbox_reads_encoded_query_operators(text, expected):
 
 
 def test_sandbox_keeps_order_terms_apart_from_conditions():
-    parsed = sq.parse("state=1^ORDERBYDESCnumber^ORDERBYsys_id", lambda n: known_field("incident", n))
+    parsed = sq.parse(
+        "state=1^ORDERBYDESCnumber^ORDERBYsys_id", lambda n: known_field("incident", n)
+    )
     assert parsed.order == [("number", True), ("sys_id", False)]
     assert len(parsed.groups) == 1
 

@@ -77,8 +77,12 @@ def runner(monkeypatch):
 
 @pytest.fixture
 def local_pair(db):
-    a = Connection.objects.create(name="Left", type=Connection.Type.LOCAL, status=Connection.Status.ACTIVE, secret="s" * 32)
-    b = Connection.objects.create(name="Right", type=Connection.Type.LOCAL, status=Connection.Status.ACTIVE, secret="s" * 32)
+    a = Connection.objects.create(
+        name="Left", type=Connection.Type.LOCAL, status=Connection.Status.ACTIVE, secret="s" * 32
+    )
+    b = Connection.objects.create(
+        name="Right", type=Connection.Type.LOCAL, status=Connection.Status.ACTIVE, secret="s" * 32
+    )
     a.local_peer, b.local_peer = b, a
     a.save()
     b.save()
@@ -94,7 +98,11 @@ def exalate(conn, key, runner):
 
 def seeded(tracker):
     return tracker.seed(
-        comments=[("Beth Anglin", "First"), ("Beth Anglin", "<b>bold</b> [code]<i>html</i>[/code]"), ("Fred Luddy", "Third")],
+        comments=[
+            ("Beth Anglin", "First"),
+            ("Beth Anglin", "<b>bold</b> [code]<i>html</i>[/code]"),
+            ("Fred Luddy", "Third"),
+        ],
         attachments=[("screen.png", "image/png", PNG), ("report.pdf", "application/pdf", PDF)],
     )
 
@@ -105,14 +113,18 @@ def mirror_of(tracker, source):
     return tracker.incidents[twins[0].local_entity_id]
 
 
-def test_first_sync_makes_one_mirror_with_fields_comments_and_identical_attachments(tracker, runner, local_pair):
+def test_first_sync_makes_one_mirror_with_fields_comments_and_identical_attachments(
+    tracker, runner, local_pair
+):
     left, right = local_pair
     source = seeded(tracker)
     request = exalate(left, source["key"], runner)
     assert request.status == ExalateRequest.Status.DONE
     mirror = mirror_of(tracker, source)
     assert (mirror["summary"], mirror["description"]) == (source["summary"], source["description"])
-    assert [c["body"] for c in mirror["comments"]] == [f"[{c['author']}] {c['body']}" for c in source["comments"]]
+    assert [c["body"] for c in mirror["comments"]] == [
+        f"[{c['author']}] {c['body']}" for c in source["comments"]
+    ]
     assert [(a["file_name"], a["sha256"]) for a in mirror["attachments"]] == [
         (a["file_name"], a["sha256"]) for a in source["attachments"]
     ]
@@ -137,7 +149,9 @@ def test_exalating_the_same_incident_twice_makes_one_mirror(tracker, runner, loc
     assert Twin.objects.filter(connection=left).count() == 1
 
 
-def test_comment_added_on_either_side_arrives_once_and_never_comes_back(tracker, runner, local_pair):
+def test_comment_added_on_either_side_arrives_once_and_never_comes_back(
+    tracker, runner, local_pair
+):
     left, right = local_pair
     source = seeded(tracker)
     exalate(left, source["key"], runner)
@@ -158,7 +172,9 @@ def test_comment_added_on_either_side_arrives_once_and_never_comes_back(tracker,
     assert bodies_left.count("[Fred Luddy] Reply from the right") == 1
     assert bodies_right.count("[Beth Anglin] Answer from the left") == 1
     assert len(bodies_left) == 5 and len(bodies_right) == 5
-    assert not any(re.match(r"^\[[^\]]+\] \[[^\]]+\] ", b) for b in bodies_left + bodies_right)  # no echo of an echo
+    assert not any(
+        re.match(r"^\[[^\]]+\] \[[^\]]+\] ", b) for b in bodies_left + bodies_right
+    )  # no echo of an echo
 
 
 def test_summary_edit_travels_and_an_unchanged_field_never_overwrites(tracker, runner, local_pair):
@@ -175,7 +191,9 @@ def test_summary_edit_travels_and_an_unchanged_field_never_overwrites(tracker, r
     assert mirror["description"] == source["description"] == "Edited on the right"
 
 
-def test_crash_after_a_comment_write_does_not_add_it_twice(tracker, runner, local_pair, monkeypatch):
+def test_crash_after_a_comment_write_does_not_add_it_twice(
+    tracker, runner, local_pair, monkeypatch
+):
     left, _ = local_pair
     source = seeded(tracker)
     real = services._item_done
@@ -203,7 +221,9 @@ def test_crash_after_a_comment_write_does_not_add_it_twice(tracker, runner, loca
     assert MirroredItem.objects.filter(local_id="").count() == 0
 
 
-def test_crash_after_creating_the_incident_finds_it_by_correlation_id(tracker, runner, local_pair, monkeypatch):
+def test_crash_after_creating_the_incident_finds_it_by_correlation_id(
+    tracker, runner, local_pair, monkeypatch
+):
     left, _ = local_pair
     source = seeded(tracker)
     real_create = tracker.create_entity_correlated
@@ -244,19 +264,29 @@ def test_transient_error_retries_with_backoff_recording_each_attempt(tracker, ru
 def test_permanent_error_blocks_only_its_twin_until_retried(tracker, runner, local_pair):
     left, right = local_pair
     bad, good = seeded(tracker), tracker.seed(summary="Other")
-    tracker.fail_next("create_entity", TrackerBadRequest("Data policy: caller is mandatory", status=400))
+    tracker.fail_next(
+        "create_entity", TrackerBadRequest("Data policy: caller is mandatory", status=400)
+    )
     exalate(left, bad["key"], runner)
     exalate(left, good["key"], runner)
     bad_twin = Twin.objects.get(connection=right, remote_entity_id=bad["id"])
     assert bad_twin.status == Twin.Status.ERROR
-    assert SyncError.objects.get(twin=bad_twin, resolved_at__isnull=True).message.startswith("Data policy")
-    assert Twin.objects.get(connection=left, local_entity_id=good["id"]).status == Twin.Status.SYNCHRONIZED
+    assert SyncError.objects.get(twin=bad_twin, resolved_at__isnull=True).message.startswith(
+        "Data policy"
+    )
+    assert (
+        Twin.objects.get(connection=left, local_entity_id=good["id"]).status
+        == Twin.Status.SYNCHRONIZED
+    )
     # The sender's status page shows the remote's error too.
     assert Twin.objects.get(connection=left, local_entity_id=bad["id"]).status == Twin.Status.ERROR
     services.twin_retry(twin=bad_twin)
     runner.run()
     assert Twin.objects.get(pk=bad_twin.pk).status == Twin.Status.SYNCHRONIZED
-    assert Twin.objects.get(connection=left, local_entity_id=bad["id"]).status == Twin.Status.SYNCHRONIZED
+    assert (
+        Twin.objects.get(connection=left, local_entity_id=bad["id"]).status
+        == Twin.Status.SYNCHRONIZED
+    )
     assert len(tracker.incidents) == 4
 
 
@@ -264,7 +294,9 @@ def test_refused_login_is_one_connection_error_not_one_per_incident(tracker, run
     left, _ = local_pair
     incidents = [tracker.seed(summary=f"n{i}") for i in range(3)]
     for inc in incidents:
-        tracker.fail_next("find_entity", TrackerAuthenticationError("User Not Authenticated", status=401))
+        tracker.fail_next(
+            "find_entity", TrackerAuthenticationError("User Not Authenticated", status=401)
+        )
         services.entity_exalate(connection=left, key=inc["key"])
     runner.run()
     left.refresh_from_db()
@@ -282,13 +314,17 @@ def test_refused_login_is_one_connection_error_not_one_per_incident(tracker, run
     assert Twin.objects.filter(connection=left, status=Twin.Status.SYNCHRONIZED).count() == 3
 
 
-def test_only_one_worker_claims_a_twin_and_a_dead_workers_claim_is_freed(tracker, runner, local_pair, monkeypatch):
+def test_only_one_worker_claims_a_twin_and_a_dead_workers_claim_is_freed(
+    tracker, runner, local_pair, monkeypatch
+):
     left, _ = local_pair
     twin = Twin.objects.create(connection=left, local_entity_id="x" * 32)
     assert claims.claim(Twin, twin.pk)
     monkeypatch.setattr(claims, "worker_identity", lambda: f"{claims._HOST}:999999")
     assert not claims.claim(Twin, twin.pk)  # another worker process
-    Twin.objects.filter(pk=twin.pk).update(claimed_by=f"{claims._HOST}:999999")  # held by a dead pid
+    Twin.objects.filter(pk=twin.pk).update(
+        claimed_by=f"{claims._HOST}:999999"
+    )  # held by a dead pid
     monkeypatch.undo()
     assert claims.release_dead_claims(Twin) == 1
     assert claims.claim(Twin, twin.pk)
@@ -312,20 +348,42 @@ def test_exalate_refuses_bad_numbers_and_inactive_connections(local_pair):
     assert not ExalateRequest.objects.exists()
 
 
-def test_received_message_is_stored_once_and_invalid_replicas_are_refused(tracker, runner, local_pair):
+def test_received_message_is_stored_once_and_invalid_replicas_are_refused(
+    tracker, runner, local_pair
+):
     _, right = local_pair
     good = {
-        "event_id": "6f1c1e5e-7c55-4a34-9d5a-0a5a2f6b1f00", "seq": 1, "kind": "replica",
-        "entity_id": "e" * 32, "peer_entity_id": "", "changed": ["summary", "description"],
+        "event_id": "6f1c1e5e-7c55-4a34-9d5a-0a5a2f6b1f00",
+        "seq": 1,
+        "kind": "replica",
+        "entity_id": "e" * 32,
+        "peer_entity_id": "",
+        "changed": ["summary", "description"],
         "replica": {
-            "schema": 1, "tracker": "servicenow",
-            "entity": {"id": "e" * 32, "key": "INC0000001", "url": "https://x.test", "type": "incident"},
-            "summary": "s", "description": "d", "comments": [], "attachments": [],
-            "updated": "2026-11-29T10:00:00Z", "mod_count": 1,
+            "schema": 1,
+            "tracker": "servicenow",
+            "entity": {
+                "id": "e" * 32,
+                "key": "INC0000001",
+                "url": "https://x.test",
+                "type": "incident",
+            },
+            "summary": "s",
+            "description": "d",
+            "comments": [],
+            "attachments": [],
+            "updated": "2026-11-29T10:00:00Z",
+            "mod_count": 1,
         },
     }
-    bad = {**good, "event_id": "6f1c1e5e-7c55-4a34-9d5a-0a5a2f6b1f01", "replica": {**good["replica"], "summary": 5}}
+    bad = {
+        **good,
+        "event_id": "6f1c1e5e-7c55-4a34-9d5a-0a5a2f6b1f01",
+        "replica": {**good["replica"], "summary": 5},
+    }
     accepted, rejected = services.messages_receive(connection=right, messages=[good, good, bad])
     assert accepted == [good["event_id"], good["event_id"]]
-    assert rejected == [{"event_id": bad["event_id"], "error": "replica.summary: 5 is not of type 'string'"}]
+    assert rejected == [
+        {"event_id": bad["event_id"], "error": "replica.summary: 5 is not of type 'string'"}
+    ]
     assert SyncEvent.objects.filter(direction="in").count() == 1

@@ -32,7 +32,9 @@ FAST = {
 
 
 def node_id(node: LiveNode) -> str:
-    out = node.shell("from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)")
+    out = node.shell(
+        "from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)"
+    )
     return next(line.split()[1] for line in out.splitlines() if line.startswith("NODE-ID "))
 
 
@@ -64,12 +66,18 @@ class Cast:
         self.sn_a, self.sn_b = self.sandbox_a.session(), self.sandbox_b.session()
 
     def close(self):
-        for part in (self.b, self.a, self.sandbox_a, self.sandbox_b):
-            part.close() if isinstance(part, LiveNode) else part.stop()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda node: node.close(), (self.a, self.b)))
+        self.sandbox_a.stop()
+        self.sandbox_b.stop()
 
     # --- helpers ---------------------------------------------------------------------
     def exalate(self, number: str) -> dict:
-        r = self.api_a.post(f"{self.a.url}/api/connections/{self.connection}/exalate/", json={"number": number}, timeout=10)
+        r = self.api_a.post(
+            f"{self.a.url}/api/connections/{self.connection}/exalate/",
+            json={"number": number},
+            timeout=10,
+        )
         assert r.status_code == 202, r.text
         return r.json()
 
@@ -81,9 +89,16 @@ class Cast:
             data = self.request(request_id)
             assert data["status"] != "error", data
             twin = data.get("twin")
-            return twin if twin and twin["status"] == "synchronized" and twin["remote"]["id"] else None
+            return (
+                twin if twin and twin["status"] == "synchronized" and twin["remote"]["id"] else None
+            )
 
-        return wait_for(done, timeout=timeout, what=f"exalate request {request_id} synchronized", log=self.a.log_path)
+        return wait_for(
+            done,
+            timeout=timeout,
+            what=f"exalate request {request_id} synchronized",
+            log=self.a.log_path,
+        )
 
     def incident(self, sn: requests.Session, base: str, sys_id: str) -> dict:
         return sn.get(f"{base}/api/now/table/incident/{sys_id}", timeout=10).json()["result"]
@@ -91,30 +106,51 @@ class Cast:
     def comments(self, sn: requests.Session, base: str, sys_id: str) -> list[str]:
         rows = sn.get(
             f"{base}/api/now/table/sys_journal_field",
-            params={"sysparm_query": f"element_id={sys_id}^element=comments^ORDERBYsys_created_on", "sysparm_fields": "value"},
+            params={
+                "sysparm_query": f"element_id={sys_id}^element=comments^ORDERBYsys_created_on",
+                "sysparm_fields": "value",
+            },
             timeout=10,
         ).json()["result"]
         return [r["value"] for r in rows]
 
     def attachments(self, sn: requests.Session, base: str, sys_id: str) -> dict[str, str]:
-        rows = sn.get(f"{base}/api/now/attachment", params={"sysparm_query": f"table_name=incident^table_sys_id={sys_id}"}, timeout=10).json()["result"]
+        rows = sn.get(
+            f"{base}/api/now/attachment",
+            params={"sysparm_query": f"table_name=incident^table_sys_id={sys_id}"},
+            timeout=10,
+        ).json()["result"]
         out = {}
         for row in rows:
-            data = sn.get(f"{base}/api/now/attachment/{row['sys_id']}/file", headers={"Accept": "*/*"}, timeout=30).content
+            data = sn.get(
+                f"{base}/api/now/attachment/{row['sys_id']}/file",
+                headers={"Accept": "*/*"},
+                timeout=30,
+            ).content
             out[row["file_name"]] = hashlib.sha256(data).hexdigest()
         return out
 
     def new_incident(self, summary: str, comments: int = 0) -> dict:
-        r = self.sn_a.post(f"{self.sandbox_a.url}/api/now/table/incident", json={"short_description": summary, "description": f"{summary} details"}, timeout=10)
+        r = self.sn_a.post(
+            f"{self.sandbox_a.url}/api/now/table/incident",
+            json={"short_description": summary, "description": f"{summary} details"},
+            timeout=10,
+        )
         assert r.status_code == 201, r.text
         row = r.json()["result"]
         for i in range(comments):
-            self.sn_a.patch(f"{self.sandbox_a.url}/api/now/table/incident/{row['sys_id']}", json={"comments": f"{summary} comment {i}"}, timeout=10)
+            self.sn_a.patch(
+                f"{self.sandbox_a.url}/api/now/table/incident/{row['sys_id']}",
+                json={"comments": f"{summary} comment {i}"},
+                timeout=10,
+            )
         return row
 
     def b_incidents(self, summary: str) -> list[dict]:
         return self.sn_b.get(
-            f"{self.sandbox_b.url}/api/now/table/incident", params={"sysparm_query": f"short_description={summary}"}, timeout=10
+            f"{self.sandbox_b.url}/api/now/table/incident",
+            params={"sysparm_query": f"short_description={summary}"},
+            timeout=10,
         ).json()["result"]
 
 
@@ -126,7 +162,11 @@ def cast(tmp_path_factory):
 
 
 def test_first_sync_makes_one_remote_incident_with_comments_and_identical_attachments(cast):
-    demo = cast.sn_a.get(f"{cast.sandbox_a.url}/api/now/table/incident", params={"sysparm_query": "number=INC0010001"}, timeout=10).json()["result"][0]
+    demo = cast.sn_a.get(
+        f"{cast.sandbox_a.url}/api/now/table/incident",
+        params={"sysparm_query": "number=INC0010001"},
+        timeout=10,
+    ).json()["result"][0]
     with ThreadPoolExecutor(2) as pool:  # two tabs at once
         first, second = pool.map(lambda _: cast.exalate("INC0010001"), range(2))
     twin = cast.synchronized(first["id"])
@@ -134,7 +174,10 @@ def test_first_sync_makes_one_remote_incident_with_comments_and_identical_attach
     remote_id = twin["remote"]["id"]
     assert len(cast.b_incidents(demo["short_description"])) == 1
     mirror = cast.incident(cast.sn_b, cast.sandbox_b.url, remote_id)
-    assert (mirror["short_description"], mirror["description"]) == (demo["short_description"], demo["description"])
+    assert (mirror["short_description"], mirror["description"]) == (
+        demo["short_description"],
+        demo["description"],
+    )
     source_comments = cast.comments(cast.sn_a, cast.sandbox_a.url, demo["sys_id"])
     mirror_comments = cast.comments(cast.sn_b, cast.sandbox_b.url, remote_id)
     assert len(mirror_comments) == 3 == len(source_comments)
@@ -161,7 +204,9 @@ def settled(cast, source_id: str, mirror_id: str) -> bool:
         if twin["status"] != "synchronized":
             return False
         mod = int(cast.incident(sn, base, sys_id)["sys_mod_count"])
-        seen = api.get(f"{url}/api/twins/{twin['id']}/", timeout=10).json().get("last_seen_mod_count")
+        seen = (
+            api.get(f"{url}/api/twins/{twin['id']}/", timeout=10).json().get("last_seen_mod_count")
+        )
         if seen is not None and seen != mod:
             return False
     return True
@@ -174,19 +219,49 @@ def test_comment_on_either_side_arrives_once_and_never_comes_back(cast):
     beth = requests.Session()
     beth.auth = ("beth.anglin", "beth")
     beth.headers["Accept"] = "application/json"
-    r = beth.patch(f"{cast.sandbox_b.url}/api/now/table/incident/{mirror_id}", json={"comments": "Reply written on B"}, timeout=10)
+    r = beth.patch(
+        f"{cast.sandbox_b.url}/api/now/table/incident/{mirror_id}",
+        json={"comments": "Reply written on B"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
-    wait_for(lambda: any("Reply written on B" in c for c in cast.comments(cast.sn_a, cast.sandbox_a.url, source["sys_id"])),
-             timeout=30, what="B's comment on A", log=cast.a.log_path)
-    cast.sn_a.patch(f"{cast.sandbox_a.url}/api/now/table/incident/{source['sys_id']}", json={"comments": "Answer written on A"}, timeout=10)
-    wait_for(lambda: any("Answer written on A" in c for c in cast.comments(cast.sn_b, cast.sandbox_b.url, mirror_id)),
-             timeout=30, what="A's comment on B", log=cast.a.log_path)
-    wait_for(lambda: settled(cast, source["sys_id"], mirror_id), timeout=30, what="both nodes settled")
+    wait_for(
+        lambda: any(
+            "Reply written on B" in c
+            for c in cast.comments(cast.sn_a, cast.sandbox_a.url, source["sys_id"])
+        ),
+        timeout=30,
+        what="B's comment on A",
+        log=cast.a.log_path,
+    )
+    cast.sn_a.patch(
+        f"{cast.sandbox_a.url}/api/now/table/incident/{source['sys_id']}",
+        json={"comments": "Answer written on A"},
+        timeout=10,
+    )
+    wait_for(
+        lambda: any(
+            "Answer written on A" in c
+            for c in cast.comments(cast.sn_b, cast.sandbox_b.url, mirror_id)
+        ),
+        timeout=30,
+        what="A's comment on B",
+        log=cast.a.log_path,
+    )
+    wait_for(
+        lambda: settled(cast, source["sys_id"], mirror_id), timeout=30, what="both nodes settled"
+    )
     on_a = cast.comments(cast.sn_a, cast.sandbox_a.url, source["sys_id"])
     on_b = cast.comments(cast.sn_b, cast.sandbox_b.url, mirror_id)
     assert len(on_a) == 3 and len(on_b) == 3, (on_a, on_b)
-    assert sum("Reply written on B" in c for c in on_a) == 1 and sum("Answer written on A" in c for c in on_b) == 1
-    assert sum("Reply written on B" in c for c in on_b) == 1 and sum("Answer written on A" in c for c in on_a) == 1
+    assert (
+        sum("Reply written on B" in c for c in on_a) == 1
+        and sum("Answer written on A" in c for c in on_b) == 1
+    )
+    assert (
+        sum("Reply written on B" in c for c in on_b) == 1
+        and sum("Answer written on A" in c for c in on_a) == 1
+    )
 
 
 def test_worker_killed_mid_sync_and_restarted_leaves_no_duplicate_and_loses_nothing(cast):
@@ -194,8 +269,15 @@ def test_worker_killed_mid_sync_and_restarted_leaves_no_duplicate_and_loses_noth
     cast.sn_b.post(f"{cast.sandbox_b.url}/sandbox/faults", json={"latency_ms": 250}, timeout=10)
     try:
         request = cast.exalate(source["number"])
-        wait_for(lambda: (rows := cast.b_incidents("Killed mid-sync")) and len(cast.comments(cast.sn_b, cast.sandbox_b.url, rows[0]["sys_id"])) >= 2,
-                 timeout=40, what="B half-way through applying", log=cast.worker_b.log_path)
+        wait_for(
+            lambda: (
+                (rows := cast.b_incidents("Killed mid-sync"))
+                and len(cast.comments(cast.sn_b, cast.sandbox_b.url, rows[0]["sys_id"])) >= 2
+            ),
+            timeout=40,
+            what="B half-way through applying",
+            log=cast.worker_b.log_path,
+        )
         cast.worker_b.kill()
     finally:
         cast.sn_b.delete(f"{cast.sandbox_b.url}/sandbox/faults", timeout=10)
@@ -234,7 +316,11 @@ def test_destination_node_stopped_and_restarted_drains_its_queue(cast):
 
 def test_refused_login_at_the_instance_is_one_connection_error(cast):
     sources = [cast.new_incident(f"Login refused {i}") for i in range(3)]
-    cast.sn_a.post(f"{cast.sandbox_a.url}/sandbox/faults", json={"status": 401, "paths": "/api/now/"}, timeout=10)
+    cast.sn_a.post(
+        f"{cast.sandbox_a.url}/sandbox/faults",
+        json={"status": 401, "paths": "/api/now/"},
+        timeout=10,
+    )
     try:
         for s in sources:
             cast.exalate(s["number"])
@@ -244,9 +330,13 @@ def test_refused_login_at_the_instance_is_one_connection_error(cast):
             errors = errors["results"] if isinstance(errors, dict) else errors
             return errors if any(e["level"] == "connection" for e in errors) else None
 
-        errors = wait_for(in_error, timeout=30, what="a connection-level error on A", log=cast.a.log_path)
+        errors = wait_for(
+            in_error, timeout=30, what="a connection-level error on A", log=cast.a.log_path
+        )
         assert [e["level"] for e in errors] == ["connection"]
-        connection = cast.api_a.get(f"{cast.a.url}/api/connections/{cast.connection}/", timeout=10).json()
+        connection = cast.api_a.get(
+            f"{cast.a.url}/api/connections/{cast.connection}/", timeout=10
+        ).json()
         assert connection["status"] == "error"
     finally:
         cast.sn_a.delete(f"{cast.sandbox_a.url}/sandbox/faults", timeout=10)
@@ -255,4 +345,9 @@ def test_refused_login_at_the_instance_is_one_connection_error(cast):
     r = cast.api_a.post(f"{cast.a.url}/errors/{errors[0]['id']}/retry/", timeout=10)
     assert r.status_code in (200, 302)
     for s in sources:
-        wait_for(lambda s=s: len(cast.b_incidents(s["short_description"])) == 1, timeout=45, what=f"{s['number']} mirrored after retry", log=cast.a.log_path)
+        wait_for(
+            lambda s=s: len(cast.b_incidents(s["short_description"])) == 1,
+            timeout=45,
+            what=f"{s['number']} mirrored after retry",
+            log=cast.a.log_path,
+        )

@@ -17,14 +17,39 @@ def replica(**over) -> dict:
     data = {
         "schema": 1,
         "tracker": "servicenow",
-        "entity": {"id": "e" * 32, "key": "INC0010001", "url": "https://a.test/x", "type": "incident"},
+        "entity": {
+            "id": "e" * 32,
+            "key": "INC0010001",
+            "url": "https://a.test/x",
+            "type": "incident",
+        },
         "summary": "Printer on fire",
         "description": "Third floor",
         "comments": [
-            {"id": "c1", "author": "Beth Anglin", "created": "2026-11-29T10:00:00Z", "body": "Hello", "public": True},
-            {"id": "w1", "author": "Beth Anglin", "created": "2026-11-29T10:01:00Z", "body": "internal", "public": False},
+            {
+                "id": "c1",
+                "author": "Beth Anglin",
+                "created": "2026-11-29T10:00:00Z",
+                "body": "Hello",
+                "public": True,
+            },
+            {
+                "id": "w1",
+                "author": "Beth Anglin",
+                "created": "2026-11-29T10:01:00Z",
+                "body": "internal",
+                "public": False,
+            },
         ],
-        "attachments": [{"id": "a1", "file_name": "x.png", "content_type": "image/png", "size": 3, "sha256": SHA}],
+        "attachments": [
+            {
+                "id": "a1",
+                "file_name": "x.png",
+                "content_type": "image/png",
+                "size": 3,
+                "sha256": SHA,
+            }
+        ],
         "updated": "2026-11-29T10:02:00Z",
         "mod_count": 4,
     }
@@ -75,7 +100,15 @@ def test_a_change_made_only_by_the_sync_sends_nothing():
     known = {"summary": "Printer on fire", "description": "Third floor"}
     # The sync then wrote a remote comment (echo id c9) and bumped mod_count: nothing to send.
     later = replica(mod_count=9)
-    later["comments"].append({"id": "c9", "author": "x", "created": "2026-11-29T10:03:00Z", "body": "[x] hi", "public": True})
+    later["comments"].append(
+        {
+            "id": "c9",
+            "author": "x",
+            "created": "2026-11-29T10:03:00Z",
+            "body": "[x] hi",
+            "public": True,
+        }
+    )
     out = rules.outgoing_replica(later, echo_comment_ids={"c9"}, echo_attachment_ids=set())
     assert not rules.outgoing_changes(out, known=known, last_sent=sent)
 
@@ -84,17 +117,35 @@ def test_outgoing_changes_name_new_items_and_changed_fields():
     sent = rules.outgoing_replica(replica(), echo_comment_ids=set(), echo_attachment_ids=set())
     later = copy.deepcopy(sent)
     later["description"] = "Fourth floor"
-    later["comments"].append({"id": "c2", "author": "x", "created": "2026-11-29T10:03:00Z", "body": "b", "public": True})
-    changes = rules.outgoing_changes(later, known={"summary": "Printer on fire", "description": "Third floor"}, last_sent=sent)
-    assert changes.fields == ("description",) and changes.comment_ids == ("c2",) and changes.attachment_ids == ()
+    later["comments"].append(
+        {"id": "c2", "author": "x", "created": "2026-11-29T10:03:00Z", "body": "b", "public": True}
+    )
+    changes = rules.outgoing_changes(
+        later, known={"summary": "Printer on fire", "description": "Third floor"}, last_sent=sent
+    )
+    assert (
+        changes.fields == ("description",)
+        and changes.comment_ids == ("c2",)
+        and changes.attachment_ids == ()
+    )
 
 
 def test_first_incoming_replica_creates_with_all_fields_and_public_comments_only():
     plan = rules.incoming_plan(
-        replica(), changed=[], has_local_entity=False, known={}, mirrored_comment_ids=set(), mirrored_attachment_ids=set()
+        replica(),
+        changed=[],
+        has_local_entity=False,
+        known={},
+        mirrored_comment_ids=set(),
+        mirrored_attachment_ids=set(),
     )
-    assert plan.create and plan.fields == {"summary": "Printer on fire", "description": "Third floor"}
-    assert [c["id"] for c in plan.comments] == ["c1"] and [a["id"] for a in plan.attachments] == ["a1"]
+    assert plan.create and plan.fields == {
+        "summary": "Printer on fire",
+        "description": "Third floor",
+    }
+    assert [c["id"] for c in plan.comments] == ["c1"] and [a["id"] for a in plan.attachments] == [
+        "a1"
+    ]
 
 
 def test_incoming_update_does_not_overwrite_fields_the_sender_did_not_change():
@@ -111,7 +162,9 @@ def test_incoming_update_does_not_overwrite_fields_the_sender_did_not_change():
 
 
 def test_comment_copy_is_recognised_by_body_and_author():
-    assert rules.comment_matches("[Beth Anglin] Hello\n  world", body="Hello world", author="Beth Anglin")
+    assert rules.comment_matches(
+        "[Beth Anglin] Hello\n  world", body="Hello world", author="Beth Anglin"
+    )
     assert not rules.comment_matches("[Beth Anglin] Hello", body="Goodbye", author="Beth Anglin")
     assert not rules.comment_matches("Hello world", body="Hello world", author="Beth Anglin")
 

@@ -39,7 +39,9 @@ log = logging.getLogger("servicenow_adapter.sandbox")
 
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 TABLE_PATH = re.compile(r"^/api/now(?:/(v1|v2))?/table/([^/]+)(?:/([^/]+))?/?$")
-ATTACHMENT_PATH = re.compile(r"^/api/now(?:/(v1))?/attachment(?:/(file|upload|[^/]+))?(?:/(file))?/?$")
+ATTACHMENT_PATH = re.compile(
+    r"^/api/now(?:/(v1))?/attachment(?:/(file|upload|[^/]+))?(?:/(file))?/?$"
+)
 JSON_TYPE = "application/json;charset=UTF-8"
 
 # Error bodies as instances send them (see servicenow_adapter/README and the reference note §1.7).
@@ -195,7 +197,9 @@ class Request:
         self.params: dict[str, str] = {}
         for key, value in parse_qsl(self.query_string, keep_blank_values=True):
             self.params.setdefault(key, value)
-        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        host = (
+            environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        )
         self.base_url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
 
     def header(self, name: str) -> str:
@@ -261,14 +265,20 @@ def json_response(status: int, body, headers: list | None = None) -> Response:
     return status, hdrs + _common_headers() + (headers or []), [data]
 
 
-def error_response(status: int, error: tuple[str, str | None], headers: list | None = None) -> Response:
+def error_response(
+    status: int, error: tuple[str, str | None], headers: list | None = None
+) -> Response:
     body = {"error": {"message": error[0], "detail": error[1]}, "status": "failure"}
     return json_response(status, body, headers)
 
 
 def html_response(status: int, text: str) -> Response:
     data = text.encode("utf-8")
-    return status, [("Content-Type", "text/html;charset=UTF-8"), ("Content-Length", str(len(data)))], [data]
+    return (
+        status,
+        [("Content-Type", "text/html;charset=UTF-8"), ("Content-Length", str(len(data)))],
+        [data],
+    )
 
 
 class SandboxApp:
@@ -290,7 +300,9 @@ class SandboxApp:
         except HttpError as exc:
             status, headers, body = error_response(exc.status, exc.error, exc.headers)
         except Exception:  # noqa: BLE001 - an instance answers 500, the log keeps the trace
-            log.error("sandbox error on %s %s:\n%s", request.method, request.path, traceback.format_exc())
+            log.error(
+                "sandbox error on %s %s:\n%s", request.method, request.path, traceback.format_exc()
+            )
             status, headers, body = error_response(500, ("Internal Server Error", None))
         start_response(f"{status} {STATUS_TEXT.get(status, 'Status')}", headers)
         if request.method == "HEAD":
@@ -313,7 +325,9 @@ class SandboxApp:
         if path in ("/nav_to.do", "/incident.do"):
             return self.record_page(req)
         if path == "/" or path == "/favicon.ico":
-            return html_response(200, "<!DOCTYPE html><title>ServiceNow sandbox</title><p>ServiceNow sandbox</p>")
+            return html_response(
+                200, "<!DOCTYPE html><title>ServiceNow sandbox</title><p>ServiceNow sandbox</p>"
+            )
         match = TABLE_PATH.match(path)
         if match:
             user = self.authenticate(req)
@@ -353,7 +367,11 @@ class SandboxApp:
                 ]
                 if rule.retry_after is not None:
                     headers.append(("Retry-After", f"{rule.retry_after:g}"))
-                reset = time.time() + (rule.rate_limit_reset if rule.rate_limit_reset is not None else rule.retry_after or 0)
+                reset = time.time() + (
+                    rule.rate_limit_reset
+                    if rule.rate_limit_reset is not None
+                    else rule.retry_after or 0
+                )
                 headers.append(("X-RateLimit-Reset", str(int(reset + 0.999))))
             return error_response(429, E_RATE, headers)
         if status == 202:
@@ -366,7 +384,9 @@ class SandboxApp:
             return error_response(404, E_NOT_FOUND)
         if status < 400:
             return json_response(status, {"result": []})
-        return error_response(status, (STATUS_TEXT.get(status, "Error"), f"Injected fault {status}"))
+        return error_response(
+            status, (STATUS_TEXT.get(status, "Error"), f"Injected fault {status}")
+        )
 
     # -- authentication -------------------------------------------------------------------------
     def authenticate(self, req: Request) -> dict:
@@ -414,7 +434,10 @@ class SandboxApp:
             return error_response(405, ("Method not Supported", None))
         form = dict(parse_qsl(req.body().decode("utf-8", "replace"), keep_blank_values=True))
         cfg = self.config
-        if form.get("client_id") != cfg.oauth_client_id or form.get("client_secret") != cfg.oauth_client_secret:
+        if (
+            form.get("client_id") != cfg.oauth_client_id
+            or form.get("client_secret") != cfg.oauth_client_secret
+        ):
             return json_response(*denied)
         grant = form.get("grant_type")
         if grant == "password":
@@ -425,7 +448,9 @@ class SandboxApp:
             if current:
                 access, left = current
             else:
-                access = self.store.token_issue("access", user["user_name"], cfg.oauth_client_id, cfg.token_lifetime)
+                access = self.store.token_issue(
+                    "access", user["user_name"], cfg.oauth_client_id, cfg.token_lifetime
+                )
                 left = cfg.token_lifetime
             refresh = self.store.token_issue(
                 "refresh", user["user_name"], cfg.oauth_client_id, cfg.refresh_token_lifetime
@@ -437,11 +462,15 @@ class SandboxApp:
             found = self.store.token_lookup(form.get("refresh_token", ""), "refresh")
             if not found or found[1] != cfg.oauth_client_id:
                 return json_response(*denied)
-            access = self.store.token_issue("access", found[0], cfg.oauth_client_id, cfg.token_lifetime)
+            access = self.store.token_issue(
+                "access", found[0], cfg.oauth_client_id, cfg.token_lifetime
+            )
             body = {"access_token": access, "scope": "useraccount", "token_type": "Bearer",
                     "expires_in": int(cfg.token_lifetime)}  # fmt: skip
             return json_response(200, body)
-        return json_response(400, {"error_description": "unsupported_grant_type", "error": "server_error"})
+        return json_response(
+            400, {"error_description": "unsupported_grant_type", "error": "server_error"}
+        )
 
     # -- rendering ---------------------------------------------------------------------------
     def settle(self, table: str, row: dict) -> dict:
@@ -472,7 +501,9 @@ class SandboxApp:
         return row.get(DISPLAY_FIELD.get(table, "sys_id"), "") if row else ""
 
     def journal_history(self, sys_id: str, element: str) -> str:
-        elements = ("comments", "work_notes") if element == "comments_and_work_notes" else (element,)
+        elements = (
+            ("comments", "work_notes") if element == "comments_and_work_notes" else (element,)
+        )
         rows = [r for r in self.store.rows("sys_journal_field")
                 if r.get("element_id") == sys_id and r.get("element") in elements]  # fmt: skip
         rows.sort(key=lambda r: (r["sys_created_on"], r["sys_id"]), reverse=True)
@@ -481,7 +512,9 @@ class SandboxApp:
             user = self.store.user(r.get("sys_created_by", ""))
             who = user.get("name") if user else r.get("sys_created_by", "")
             label = JOURNAL_LABEL.get(r["element"], r["element"])
-            parts.append(f"{self.local_time(r['sys_created_on'])} - {who} ({label})\n{r['value']}\n\n")
+            parts.append(
+                f"{self.local_time(r['sys_created_on'])} - {who} ({label})\n{r['value']}\n\n"
+            )
         return "".join(parts)
 
     def render_value(self, table, row, name, mode, exclude_links, base, version):
@@ -491,7 +524,11 @@ class SandboxApp:
         if tail:
             target = kind.split(":", 1)[1]
             ref = self.store.get(target, raw) if raw else None
-            return self.render_value(target, ref, tail, mode, exclude_links, base, version) if ref else ""
+            return (
+                self.render_value(target, ref, tail, mode, exclude_links, base, version)
+                if ref
+                else ""
+            )
         if table == "sys_attachment" and name == "download_link":
             raw = f"{base}/api/now/attachment/{row['sys_id']}/file"
         if kind == "journal":
@@ -523,7 +560,9 @@ class SandboxApp:
             shown = raw
         return {"display_value": shown, "value": raw} if mode == "all" else shown
 
-    def render(self, req: Request, table: str, row: dict, version: str, fields_param: str | None = None) -> dict:
+    def render(
+        self, req: Request, table: str, row: dict, version: str, fields_param: str | None = None
+    ) -> dict:
         mode = (req.params.get("sysparm_display_value") or "false").lower()
         mode = mode if mode in ("true", "false", "all") else "false"
         exclude = (req.params.get("sysparm_exclude_reference_link") or "").lower() == "true"
@@ -531,7 +570,9 @@ class SandboxApp:
         names = [f.strip() for f in (raw_fields or "").split(",") if f.strip()]
         names = [n for n in names if known_field(table, n)] if names else list(TABLES[table])
         row = self.settle(table, row)
-        return {n: self.render_value(table, row, n, mode, exclude, req.base_url, version) for n in names}
+        return {
+            n: self.render_value(table, row, n, mode, exclude, req.base_url, version) for n in names
+        }
 
     # -- Table API ---------------------------------------------------------------------------
     def field_getter(self, table: str, row: dict):
@@ -548,7 +589,9 @@ class SandboxApp:
 
         return get
 
-    def select(self, req: Request, table: str, default_limit: int) -> tuple[list[dict], int, int, int]:
+    def select(
+        self, req: Request, table: str, default_limit: int
+    ) -> tuple[list[dict], int, int, int]:
         """Rows of one page: (page, total, offset, limit). Applies query, order and paging."""
         text = req.params.get("sysparm_query")
         if text is not None:
@@ -562,35 +605,54 @@ class SandboxApp:
             limit = int(req.params.get("sysparm_limit") or default_limit)
             offset = int(req.params.get("sysparm_offset") or 0)
         except ValueError:
-            raise HttpError(400, ("Invalid parameter", "sysparm_limit and sysparm_offset must be whole numbers")) from None
+            raise HttpError(
+                400, ("Invalid parameter", "sysparm_limit and sysparm_offset must be whole numbers")
+            ) from None
         if offset < 0 or limit < 0:
             raise HttpError(400, ("Invalid parameter", "sysparm_offset must not be negative"))
-        rows = [r for r in self.store.rows(table) if eq.evaluate(parsed, self.field_getter(table, r))]
+        rows = [
+            r for r in self.store.rows(table) if eq.evaluate(parsed, self.field_getter(table, r))
+        ]
         if parsed.order:
             for name, desc in reversed(parsed.order):
-                rows.sort(key=lambda r, n=name: eq.compare_key(self.field_getter(table, r)(n) or ""), reverse=desc)
+                rows.sort(
+                    key=lambda r, n=name: eq.compare_key(self.field_getter(table, r)(n) or ""),
+                    reverse=desc,
+                )
         else:
             random.shuffle(rows)  # an instance promises no order: flush out clients that assume one
         return rows[offset : offset + limit], len(rows), offset, limit
 
-    def page_headers(self, req: Request, total: int, offset: int, limit: int) -> list[tuple[str, str]]:
+    def page_headers(
+        self, req: Request, total: int, offset: int, limit: int
+    ) -> list[tuple[str, str]]:
         headers = []
         if (req.params.get("sysparm_no_count") or "").lower() != "true":
             headers.append(("X-Total-Count", str(total)))
-        if (req.params.get("sysparm_suppress_pagination_header") or "").lower() != "true" and limit > 0:
+        if (
+            req.params.get("sysparm_suppress_pagination_header") or ""
+        ).lower() != "true" and limit > 0:
+
             def link(off: int, rel: str) -> str:
                 params = dict(req.params, sysparm_limit=str(limit), sysparm_offset=str(off))
-                return f'<{req.base_url}{req.path}?{urlencode(params, quote_via=quote)}>;rel="{rel}"'
+                return (
+                    f'<{req.base_url}{req.path}?{urlencode(params, quote_via=quote)}>;rel="{rel}"'
+                )
 
             last = max(0, ((total - 1) // limit) * limit) if total else 0
-            links = [link(0, "first"), link(offset - limit, "prev")]  # prev even at offset 0: as recorded
+            links = [
+                link(0, "first"),
+                link(offset - limit, "prev"),
+            ]  # prev even at offset 0: as recorded
             if offset + limit < total:
                 links.append(link(offset + limit, "next"))
             links.append(link(last, "last"))
             headers.append(("Link", ",".join(links)))
         return headers
 
-    def table(self, req: Request, user: dict, version: str, table: str, sys_id: str | None) -> Response:
+    def table(
+        self, req: Request, user: dict, version: str, table: str, sys_id: str | None
+    ) -> Response:
         if table not in TABLES:
             raise HttpError(400, (f"Invalid table {table}", None))
         rights = self.rights(user, table)
@@ -619,8 +681,14 @@ class SandboxApp:
             row = self.write(table, None, values, user)
             location = f"{req.base_url}/api/now/table/{table}/{row['sys_id']}"
             if req.header("X-no-response-body").lower() == "true":
-                return 201, [("Location", location), ("Content-Length", "0")] + _common_headers(), [b""]
-            return json_response(201, {"result": self.render(req, table, row, version)}, [("Location", location)])
+                return (
+                    201,
+                    [("Location", location), ("Content-Length", "0")] + _common_headers(),
+                    [b""],
+                )
+            return json_response(
+                201, {"result": self.render(req, table, row, version)}, [("Location", location)]
+            )
         if sys_id is None:
             raise HttpError(405, ("Method not Supported", f"{req.method} needs a sys_id"))
         existing = self.store.get(table, sys_id)
@@ -665,14 +733,24 @@ class SandboxApp:
             changed, journals = False, []
             for name, value in values.items():
                 kind = kind_of(table, name)
-                if kind is None or name in ("sys_id",) or (name.startswith("sys_") and name != "sys_tags"):
+                if (
+                    kind is None
+                    or name in ("sys_id",)
+                    or (name.startswith("sys_") and name != "sys_tags")
+                ):
                     continue
                 if isinstance(value, dict):
                     value = value.get("value", "")
-                value = "" if value is None else ("true" if value is True else "false" if value is False else str(value))
+                value = (
+                    ""
+                    if value is None
+                    else ("true" if value is True else "false" if value is False else str(value))
+                )
                 if kind == "journal":
                     if value.strip():
-                        journals.append(("comments" if name == "comments_and_work_notes" else name, value))
+                        journals.append(
+                            ("comments" if name == "comments_and_work_notes" else name, value)
+                        )
                     continue
                 limit = MAX_LENGTH.get((table, name))
                 if limit:
@@ -687,7 +765,9 @@ class SandboxApp:
                 row["incident_state"] = row["state"]
                 row["priority"] = PRIORITY_MATRIX.get((row["impact"], row["urgency"]), "5")
                 row["active"] = "false" if row["state"] in ("6", "7", "8") else "true"
-                if row["state"] in ("6", "7") and not (row.get("close_code") and row.get("close_notes")):
+                if row["state"] in ("6", "7") and not (
+                    row.get("close_code") and row.get("close_notes")
+                ):
                     raise HttpError(403, ("Operation Failed", "Data Policy Exception: \n\tThe following "
                                           "fields are mandatory: Resolution code, Resolution notes\n"))  # fmt: skip
                 if row["state"] == "6" and not row.get("resolved_at"):
@@ -720,7 +800,9 @@ class SandboxApp:
                     self.store.delete("sys_attachment", r["sys_id"])
 
     # -- Attachment API ----------------------------------------------------------------------
-    def attachment(self, req: Request, user: dict, first: str | None, second: str | None) -> Response:
+    def attachment(
+        self, req: Request, user: dict, first: str | None, second: str | None
+    ) -> Response:
         rights = self.rights(user, "sys_attachment")
         if first is None:
             if req.method not in ("GET", "HEAD"):
@@ -753,7 +835,10 @@ class SandboxApp:
             headers = [
                 ("Content-Type", row.get("content_type") or "application/octet-stream"),
                 ("Content-Length", row.get("size_bytes") or "0"),
-                ("Content-Disposition", f"attachment;filename=\"{ascii_name}\";filename*=UTF-8''{quote(name)}"),
+                (
+                    "Content-Disposition",
+                    f"attachment;filename=\"{ascii_name}\";filename*=UTF-8''{quote(name)}",
+                ),
                 ("X-Attachment-Metadata", json.dumps(meta, ensure_ascii=True)),
             ] + _common_headers()
             return 200, headers, self.store.read_blob(first)
@@ -771,7 +856,9 @@ class SandboxApp:
         if multipart:
             ctype = req.header("Content-Type")
             if not ctype.startswith("multipart/form-data"):
-                raise HttpError(400, ("Failed to create the attachment", "Expected multipart/form-data"))
+                raise HttpError(
+                    400, ("Failed to create the attachment", "Expected multipart/form-data")
+                )
             message = BytesParser(policy=HTTP).parsebytes(
                 f"Content-Type: {ctype}\r\n\r\n".encode("latin-1") + req.body()
             )
@@ -781,9 +868,13 @@ class SandboxApp:
                 if part.get_filename():
                     file_part = part
                 elif name:
-                    form[name] = part.get_content().strip() if part.get_content_maintype() == "text" else ""
+                    form[name] = (
+                        part.get_content().strip() if part.get_content_maintype() == "text" else ""
+                    )
             if file_part is None:
-                raise HttpError(400, ("Failed to create the attachment", "No file part in the form"))
+                raise HttpError(
+                    400, ("Failed to create the attachment", "No file part in the form")
+                )
             table_name, table_sys_id = form.get("table_name", ""), form.get("table_sys_id", "")
             file_name, content_type = file_part.get_filename(), file_part.get_content_type()
             chunks: Iterable[bytes] = [file_part.get_payload(decode=True) or b""]
@@ -796,11 +887,18 @@ class SandboxApp:
             missing = [n for n, v in (("table_name", table_name), ("table_sys_id", table_sys_id),
                                       ("file_name", file_name)) if not v]  # fmt: skip
             if missing:
-                raise HttpError(400, ("Failed to create the attachment", f"Missing parameter: {', '.join(missing)}"))
+                raise HttpError(
+                    400,
+                    ("Failed to create the attachment", f"Missing parameter: {', '.join(missing)}"),
+                )
             if not content_type:
-                raise HttpError(400, ("Failed to create the attachment", "Content-Type header is required"))
+                raise HttpError(
+                    400, ("Failed to create the attachment", "Content-Type header is required")
+                )
         if table_name not in TABLES or self.store.get(table_name, table_sys_id) is None:
-            raise HttpError(404, ("Invalid table or record", f"{table_name} {table_sys_id} does not exist"))
+            raise HttpError(
+                404, ("Invalid table or record", f"{table_name} {table_sys_id} does not exist")
+            )
         sys_id = new_sys_id()
         size, digest = self.store.put_blob(sys_id, chunks)
         now, who = self.store.now_text(), user["user_name"]
@@ -815,7 +913,11 @@ class SandboxApp:
         }  # fmt: skip
         self.store.put("sys_attachment", row)
         location = f"{req.base_url}/api/now/attachment/{sys_id}/file"
-        return json_response(201, {"result": self.render(req, "sys_attachment", row, "", "")}, [("Location", location)])
+        return json_response(
+            201,
+            {"result": self.render(req, "sys_attachment", row, "", "")},
+            [("Location", location)],
+        )
 
     # -- the record page (the instance's UI link) ----------------------------------------------
     def record_page(self, req: Request) -> Response:
@@ -825,33 +927,41 @@ class SandboxApp:
             target = req.params.get("uri", "")
             page, _, qs = target.partition("?")
             if page.lstrip("/") != "incident.do":
-                return html_response(404, "<!DOCTYPE html><title>Not found</title><p>Unknown page.</p>")
+                return html_response(
+                    404, "<!DOCTYPE html><title>Not found</title><p>Unknown page.</p>"
+                )
             sys_id = dict(parse_qsl(qs)).get("sys_id", "")
         row = self.store.get("incident", sys_id) if SYS_ID.match(sys_id) else None
         if row is None:
-            return html_response(404, "<!DOCTYPE html><title>Record not found</title><h1>Record not found</h1>")
+            return html_response(
+                404, "<!DOCTYPE html><title>Record not found</title><h1>Record not found</h1>"
+            )
         e = html.escape
         comments = sorted(self.store.find("sys_journal_field", element_id=sys_id, element="comments"),
                           key=lambda r: (r["sys_created_on"], r["sys_id"]))  # fmt: skip
-        files = sorted(self.store.find("sys_attachment", table_sys_id=sys_id), key=lambda r: r["sys_created_on"])
+        files = sorted(
+            self.store.find("sys_attachment", table_sys_id=sys_id),
+            key=lambda r: r["sys_created_on"],
+        )
+
         def author(user_name: str) -> str:
             user = self.store.user(user_name)
             return (user or {}).get("name") or user_name
 
         items = "".join(
             f'<li class="comment" id="c-{r["sys_id"]}"><span class="meta">{e(r["sys_created_on"])} – '
-            f'{e(author(r["sys_created_by"]))}</span><pre>{e(r["value"])}</pre></li>'
+            f"{e(author(r['sys_created_by']))}</span><pre>{e(r['value'])}</pre></li>"
             for r in comments
         )
         attachments = "".join(f'<li class="attachment">{e(r["file_name"])}</li>' for r in files)
         page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(row['number'])} | Incident | ServiceNow sandbox</title>
+<html lang="en"><head><meta charset="utf-8"><title>{e(row["number"])} | Incident | ServiceNow sandbox</title>
 <style>body{{font:15px system-ui,sans-serif;margin:2rem;color:#1d2733}} pre{{white-space:pre-wrap;font:inherit}}
 .meta{{color:#5f6b7a;font-size:.9em}} dt{{font-weight:600}}</style></head>
-<body><h1 id="number">{e(row['number'])}</h1>
-<dl><dt>Short description</dt><dd id="short_description">{e(row.get('short_description', ''))}</dd>
-<dt>Description</dt><dd><pre id="description">{e(row.get('description', ''))}</pre></dd>
-<dt>State</dt><dd id="state">{e(TABLES['incident']['state'][1].get(row.get('state', ''), ''))}</dd></dl>
+<body><h1 id="number">{e(row["number"])}</h1>
+<dl><dt>Short description</dt><dd id="short_description">{e(row.get("short_description", ""))}</dd>
+<dt>Description</dt><dd><pre id="description">{e(row.get("description", ""))}</pre></dd>
+<dt>State</dt><dd id="state">{e(TABLES["incident"]["state"][1].get(row.get("state", ""), ""))}</dd></dl>
 <h2>Additional comments</h2><ul id="comments">{items}</ul>
 <h2>Attachments</h2><ul id="attachments">{attachments}</ul>
 <p class="meta">sys_id {e(sys_id)}</p></body></html>"""
@@ -882,11 +992,15 @@ class SandboxApp:
                 ])  # fmt: skip
             if path == "/sandbox/tokens/expire" and method == "POST":
                 data = req.json() or {}
-                return json_response(200, {"expired": self.store.tokens_expire(data.get("kind", "access"))})
+                return json_response(
+                    200, {"expired": self.store.tokens_expire(data.get("kind", "access"))}
+                )
             if path == "/sandbox/clock":
                 if method == "POST":
                     self.store.clock_offset = float((req.json() or {}).get("offset_seconds", 0))
-                return json_response(200, {"now": self.store.now_text(), "offset_seconds": self.store.clock_offset})
+                return json_response(
+                    200, {"now": self.store.now_text(), "offset_seconds": self.store.clock_offset}
+                )
         except (ValueError, TypeError, AttributeError) as exc:
             raise HttpError(400, ("Invalid sandbox control request", str(exc))) from None
         raise HttpError(404, ("Unknown sandbox control endpoint", path))
@@ -911,9 +1025,15 @@ class SandboxApp:
                 row["_password"] = hash_password(str(data["password"]))
             if "acl" in data:
                 acl = data["acl"] or {}
-                bad = {v for v in acl.values() if v not in ("allow", "deny", "hide") and not str(v).startswith("hide:")}
+                bad = {
+                    v
+                    for v in acl.values()
+                    if v not in ("allow", "deny", "hide") and not str(v).startswith("hide:")
+                }
                 if bad:
                     raise ValueError("acl values must be allow, deny, hide or hide:<encoded query>")
                 row["_acl"] = dict(acl)
             self.store.put("sys_user", row)
-        return {k: v for k, v in row.items() if not k.startswith("_")} | {"acl": row.get("_acl") or {}}
+        return {k: v for k, v in row.items() if not k.startswith("_")} | {
+            "acl": row.get("_acl") or {}
+        }

@@ -28,7 +28,13 @@ INCIDENT_STATE = {
     "8": "Canceled",
 }
 LEVEL = {"1": "1 - High", "2": "2 - Medium", "3": "3 - Low"}
-PRIORITY = {"1": "1 - Critical", "2": "2 - High", "3": "3 - Moderate", "4": "4 - Low", "5": "5 - Planning"}
+PRIORITY = {
+    "1": "1 - Critical",
+    "2": "2 - High",
+    "3": "3 - Moderate",
+    "4": "4 - Low",
+    "5": "5 - Planning",
+}
 # Priority lookup rules, impact x urgency (ServiceNow docs, "Priority lookup rules").
 PRIORITY_MATRIX = {
     ("1", "1"): "1", ("1", "2"): "2", ("1", "3"): "3",
@@ -42,7 +48,12 @@ CATEGORY = {
     "network": "Network",
     "database": "Database",
 }
-CONTACT_TYPE = {"phone": "Phone", "email": "Email", "self-service": "Self-service", "walk-in": "Walk-in"}
+CONTACT_TYPE = {
+    "phone": "Phone",
+    "email": "Email",
+    "self-service": "Self-service",
+    "walk-in": "Walk-in",
+}
 
 TABLES: dict[str, dict[str, object]] = {
     "incident": {

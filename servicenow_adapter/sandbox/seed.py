@@ -46,7 +46,9 @@ def png_bytes(width: int = 48, height: int = 32, seed: int = 0) -> bytes:
     """A small valid PNG (RGB gradient) built with zlib, no imaging library."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = b"".join(
         b"\x00"
@@ -57,7 +59,12 @@ def png_bytes(width: int = 48, height: int = 32, seed: int = 0) -> bytes:
         for y in range(height)
     )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def pdf_bytes(title: str, lines: list[str]) -> bytes:
@@ -89,14 +96,24 @@ def pdf_bytes(title: str, lines: list[str]) -> bytes:
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     for offset in offsets:
         out += f"{offset:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return bytes(out)
 
 
 def ensure_users(store: Store, admin_user: str, admin_password: str) -> None:
     """Create or refresh the integration user and the agents; idempotent."""
     now = store.now_text()
-    wanted = [(admin_user, "System Administrator" if admin_user == "admin" else admin_user.replace(".", " ").title(), admin_password)]
+    wanted = [
+        (
+            admin_user,
+            "System Administrator"
+            if admin_user == "admin"
+            else admin_user.replace(".", " ").title(),
+            admin_password,
+        )
+    ]
     wanted += AGENTS
     for user_name, name, password in wanted:
         row = store.user(user_name)
@@ -129,34 +146,79 @@ SHOWCASE = [
         "Email not syncing in Outlook after password change",
         "Since I changed my password this morning Outlook keeps asking for credentials\n"
         "and no new mail arrives. Webmail works fine.\n\nLaptop: ThinkPad T14, Windows 11.",
-        "software", "2", "2", "2", "joe.employee", "beth.anglin", "Service Desk",
+        "software",
+        "2",
+        "2",
+        "2",
+        "joe.employee",
+        "beth.anglin",
+        "Service Desk",
         [
-            ("beth.anglin", "Hi Joe,\nthanks for reporting this. Which Outlook version do you use?\n"
-                            "You can find it under File > Office Account."),
-            ("joe.employee", "<p>It is <b>Outlook 2021</b>, build 2309.</p>\n<p>Screenshot of the error attached.</p>"),
-            ("beth.anglin", "Please try these steps:\n[code]<ol><li>Sign out of Office</li>"
-                            "<li>Remove the <i>MicrosoftOffice16</i> entries in Credential Manager</li>"
-                            "<li>Sign in again</li></ol>[/code]\nLet me know if it works."),
+            (
+                "beth.anglin",
+                "Hi Joe,\nthanks for reporting this. Which Outlook version do you use?\n"
+                "You can find it under File > Office Account.",
+            ),
+            (
+                "joe.employee",
+                "<p>It is <b>Outlook 2021</b>, build 2309.</p>\n<p>Screenshot of the error attached.</p>",
+            ),
+            (
+                "beth.anglin",
+                "Please try these steps:\n[code]<ol><li>Sign out of Office</li>"
+                "<li>Remove the <i>MicrosoftOffice16</i> entries in Credential Manager</li>"
+                "<li>Sign in again</li></ol>[/code]\nLet me know if it works.",
+            ),
         ],
-        [("david.loo", "Exchange logs show token refresh failures for this mailbox since 09:12 UTC.\n"
-                       "Looks like the stale credential issue from last week.")],
-        [("outlook-error.png", "image/png", "png"), ("mailbox-diagnostics.pdf", "application/pdf", "pdf")],
+        [
+            (
+                "david.loo",
+                "Exchange logs show token refresh failures for this mailbox since 09:12 UTC.\n"
+                "Looks like the stale credential issue from last week.",
+            )
+        ],
+        [
+            ("outlook-error.png", "image/png", "png"),
+            ("mailbox-diagnostics.pdf", "application/pdf", "pdf"),
+        ],
     ),
     (
         "VPN drops every 10 minutes – Büro München",
         "Colleagues in the Munich office lose the VPN tunnel roughly every ten minutes.\n"
         "Reconnecting works, but calls drop each time.\nAffected: ~15 people on floor 2.",
-        "network", "2", "1", "2", "zoe.angstrom", "abel.tuter", "Network",
-        [("zoe.angstrom", "Grüße aus München! It happened again at 10:40 and 10:51."),
-         ("abel.tuter", "Thanks Zoë. I attached the client log excerpt; the rekey interval looks wrong.")],
-        [("abel.tuter", "IKE rekey set to 600 s on the new firewall profile. Change request drafted.")],
+        "network",
+        "2",
+        "1",
+        "2",
+        "zoe.angstrom",
+        "abel.tuter",
+        "Network",
+        [
+            ("zoe.angstrom", "Grüße aus München! It happened again at 10:40 and 10:51."),
+            (
+                "abel.tuter",
+                "Thanks Zoë. I attached the client log excerpt; the rekey interval looks wrong.",
+            ),
+        ],
+        [
+            (
+                "abel.tuter",
+                "IKE rekey set to 600 s on the new firewall profile. Change request drafted.",
+            )
+        ],
         [("vpn-client.log", "text/plain", "log")],
     ),
     (
         "Printer on 3rd floor prints garbled characters (文字化け)",
         "Documents with Japanese text come out as random symbols on PRN-3F-02.\n"
         "English documents print fine.",
-        "hardware", "3", "3", "1", "fred.luddy", "", "Hardware",
+        "hardware",
+        "3",
+        "3",
+        "1",
+        "fred.luddy",
+        "",
+        "Hardware",
         [("fred.luddy", "Example: 東京オフィスの会議資料 prints as Ã¦Â\u009d±Ã¤Âº¬.")],
         [],
         [("print-sample.png", "image/png", "png")],
@@ -164,26 +226,56 @@ SHOWCASE = [
     (
         "Database backup job failed: ORA-19502",
         "Nightly RMAN backup of CRMPROD failed at 02:14.\nError: ORA-19502: write error on file, block number 1183744",
-        "database", "1", "2", "2", "david.loo", "david.loo", "Database",
-        [("david.loo", "[code]<pre>SELECT status, start_time FROM v$rman_status\nWHERE start_time > SYSDATE - 1;</pre>[/code]\n"
-                       "Output attached. The backup volume is 98% full.")],
+        "database",
+        "1",
+        "2",
+        "2",
+        "david.loo",
+        "david.loo",
+        "Database",
+        [
+            (
+                "david.loo",
+                "[code]<pre>SELECT status, start_time FROM v$rman_status\nWHERE start_time > SYSDATE - 1;</pre>[/code]\n"
+                "Output attached. The backup volume is 98% full.",
+            )
+        ],
         [("david.loo", "Extended /backup by 500 GB; re-running the job manually at 10:00.")],
         [("rman-status.txt", "text/plain", "log"), ("backup-report.pdf", "application/pdf", "pdf")],
     ),
     (
         "Guest Wi-Fi captive portal loops back to the login page",
         "Visitors accept the terms and get sent back to the same page.\nSeen on iOS and Android.",
-        "network", "3", "2", "2", "beth.anglin", "abel.tuter", "Network",
-        [("beth.anglin", "Reception says it started after Friday's maintenance window."),
-         ("abel.tuter", "Network overview attached (see the café access points).")],
+        "network",
+        "3",
+        "2",
+        "2",
+        "beth.anglin",
+        "abel.tuter",
+        "Network",
+        [
+            ("beth.anglin", "Reception says it started after Friday's maintenance window."),
+            ("abel.tuter", "Network overview attached (see the café access points)."),
+        ],
         [],
         [("Übersicht Netzwerk – café.txt", "text/plain", "text")],
     ),
     (
         "Teams meetings: audio echo in meeting room « Lumière »",
         "Remote participants hear themselves with a half-second delay.\nRoom: Paris, 4e étage, salle « Lumière ».",
-        "hardware", "3", "2", "3", "zoe.angstrom", "fred.luddy", "Hardware",
-        [("fred.luddy", "Ordered a replacement speakerphone; on hold until it arrives (ETA Thursday).")],
+        "hardware",
+        "3",
+        "2",
+        "3",
+        "zoe.angstrom",
+        "fred.luddy",
+        "Hardware",
+        [
+            (
+                "fred.luddy",
+                "Ordered a replacement speakerphone; on hold until it arrives (ETA Thursday).",
+            )
+        ],
         [("fred.luddy", "Vendor ticket #48213 opened.")],
         [],
     ),
@@ -191,7 +283,13 @@ SHOWCASE = [
         "Shared drive S:\\Finance not mapped at logon",
         "The S: drive (\\\\fs01\\finance) is missing after logon for the finance team.\n"
         "Mapping it by hand works.",
-        "software", "2", "2", "1", "joe.employee", "", "Service Desk",
+        "software",
+        "2",
+        "2",
+        "1",
+        "joe.employee",
+        "",
+        "Service Desk",
         [("joe.employee", "Path is \\\\fs01\\finance$ – note the dollar sign.")],
         [],
         [],
@@ -199,24 +297,52 @@ SHOWCASE = [
     (
         "Slow CRM search since Monday's release",
         "Searching accounts takes 20–30 s instead of 2 s.",
-        "software", "2", "2", "6", "beth.anglin", "david.loo", "Software",
-        [("david.loo", "Missing index on account.name after the migration. Added it; search is back to 1.8 s."),
-         ("beth.anglin", "Confirmed, thank you! 👍")],
+        "software",
+        "2",
+        "2",
+        "6",
+        "beth.anglin",
+        "david.loo",
+        "Software",
+        [
+            (
+                "david.loo",
+                "Missing index on account.name after the migration. Added it; search is back to 1.8 s.",
+            ),
+            ("beth.anglin", "Confirmed, thank you! 👍"),
+        ],
         [("david.loo", "CREATE INDEX account_name_idx ON account (name);")],
         [],
     ),
     (
-        "Phishing email reported: \"Invoice overdue – action required\"",
+        'Phishing email reported: "Invoice overdue – action required"',
         "User forwarded a suspicious email with a link to a fake login page.\nSender: billing@examp1e.com",
-        "inquiry", "2", "1", "2", "fred.luddy", "abel.tuter", "Service Desk",
-        [("abel.tuter", "Thanks Fred, please don't click the link. We are blocking the sender domain.")],
+        "inquiry",
+        "2",
+        "1",
+        "2",
+        "fred.luddy",
+        "abel.tuter",
+        "Service Desk",
+        [
+            (
+                "abel.tuter",
+                "Thanks Fred, please don't click the link. We are blocking the sender domain.",
+            )
+        ],
         [("abel.tuter", "Blocked examp1e.com on the mail gateway; 14 copies purged.")],
         [("headers.txt", "text/plain", "text")],
     ),
     (
         "Laptop battery swelling – urgent replacement",
         "The touchpad is lifting and the case bulges. Laptop switched off and unplugged.",
-        "hardware", "1", "1", "2", "joe.employee", "fred.luddy", "Hardware",
+        "hardware",
+        "1",
+        "1",
+        "2",
+        "joe.employee",
+        "fred.luddy",
+        "Hardware",
         [("fred.luddy", "Please bring it to the IT desk today; we have a loaner ready.")],
         [],
         [("battery.png", "image/png", "png")],
@@ -249,8 +375,14 @@ def _generated():
             (agent, f"Thanks, looking into it. Ticket #{1000 + i} on the vendor side."),
             (caller, "Still happening – any update?\nNoch immer kaputt."),
         ][: i % 4]
-        notes = [(agent, f"Checked monitoring for {service}: nothing unusual.")] if i % 3 == 0 else []
-        files = [(f"{service.lower().replace(' ', '-')}-notes.txt", "text/plain", "text")] if i % 5 == 0 else []
+        notes = (
+            [(agent, f"Checked monitoring for {service}: nothing unusual.")] if i % 3 == 0 else []
+        )
+        files = (
+            [(f"{service.lower().replace(' ', '-')}-notes.txt", "text/plain", "text")]
+            if i % 5 == 0
+            else []
+        )
         state = ["1", "2", "2", "3", "1"][i % 5]
         yield (f"{service} {symptom}", f"Reported by phone.\n{service} {symptom}.\nImpact: team of {3 + i}.",
                category, impact, str(1 + i % 3), state, caller, agent if state != "1" else "", "Service Desk",
@@ -264,7 +396,10 @@ def _file(kind: str, name: str, index: int) -> bytes:
         return pdf_bytes(name, ["Mailbox diagnostics / backup report", f"Generated for incident #{index}",
                                 "Status: see attached log lines."])  # fmt: skip
     if kind == "log":
-        return "".join(f"2026-11-2{index % 9} 10:{m:02d}:00 INFO tunnel state=UP rekey=600s\n" for m in range(0, 60, 7)).encode()
+        return "".join(
+            f"2026-11-2{index % 9} 10:{m:02d}:00 INFO tunnel state=UP rekey=600s\n"
+            for m in range(0, 60, 7)
+        ).encode()
     return f"Notes for incident #{index}\nÄnderungen · 変更 · cambios\nLine three.\n".encode()
 
 
@@ -304,7 +439,9 @@ def seed_demo(store: Store) -> int:
         if state == "3":
             row["hold_reason"] = "4"
         last, mods, last_user = created, 0, caller
-        entries = [("comments", u, t) for u, t in comments] + [("work_notes", u, t) for u, t in notes]
+        entries = [("comments", u, t) for u, t in comments] + [
+            ("work_notes", u, t) for u, t in notes
+        ]
         # interleave: work notes after the first comment
         entries.sort(key=lambda e: 0 if e[0] == "comments" else 1)
         for element, user_name, value in entries:

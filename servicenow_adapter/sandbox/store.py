@@ -112,7 +112,8 @@ class Store:
                 (table, row["sys_id"], json.dumps(row, ensure_ascii=False)),
             )
             conn.commit()
-            self._password_cache.clear()
+            if table == "sys_user":
+                self._password_cache.clear()
         return row
 
     def delete(self, table: str, sys_id: str) -> bool:
@@ -235,10 +236,14 @@ class Store:
     def token_lookup(self, token: str, kind: str) -> tuple[str, str, float] | None:
         """(user_name, client_id, seconds left) of a valid token of ``kind``, else None."""
         with self.lock:
-            row = self.conn().execute(
-                "SELECT user_name, client_id, expires_at FROM oauth_tokens WHERE token = ? AND kind = ?",
-                (token, kind),
-            ).fetchone()
+            row = (
+                self.conn()
+                .execute(
+                    "SELECT user_name, client_id, expires_at FROM oauth_tokens WHERE token = ? AND kind = ?",
+                    (token, kind),
+                )
+                .fetchone()
+            )
         if not row or row[2] <= time.time():
             return None
         return row[0], row[1], row[2] - time.time()
@@ -246,11 +251,15 @@ class Store:
     def token_current(self, user_name: str, client_id: str) -> tuple[str, float] | None:
         """The newest still-valid access token of this user and client, with seconds left."""
         with self.lock:
-            row = self.conn().execute(
-                "SELECT token, expires_at FROM oauth_tokens WHERE kind = 'access' AND user_name = ? "
-                "AND client_id = ? AND expires_at > ? ORDER BY expires_at DESC LIMIT 1",
-                (user_name, client_id, time.time()),
-            ).fetchone()
+            row = (
+                self.conn()
+                .execute(
+                    "SELECT token, expires_at FROM oauth_tokens WHERE kind = 'access' AND user_name = ? "
+                    "AND client_id = ? AND expires_at > ? ORDER BY expires_at DESC LIMIT 1",
+                    (user_name, client_id, time.time()),
+                )
+                .fetchone()
+            )
         return (row[0], row[1] - time.time()) if row else None
 
     def tokens_expire(self, kind: str = "access") -> int:

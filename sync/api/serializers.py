@@ -18,8 +18,19 @@ class TwinSerializer(serializers.ModelSerializer):
     class Meta:
         model = Twin
         fields = [
-            "id", "connection", "status", "status_label", "entity_type", "local", "remote",
-            "last_error", "remote_error", "last_seen_mod_count", "last_synced_at", "created_at", "updated_at",
+            "id",
+            "connection",
+            "status",
+            "status_label",
+            "entity_type",
+            "local",
+            "remote",
+            "last_error",
+            "remote_error",
+            "last_seen_mod_count",
+            "last_synced_at",
+            "created_at",
+            "updated_at",
         ]
 
     def get_local(self, twin: Twin) -> dict:
@@ -51,10 +62,32 @@ class SyncErrorSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SyncError
-        fields = ["id", "level", "connection", "twin", "event", "message", "occurrences", "created_at", "last_seen_at", "resolved_at"]
+        fields = [
+            "id",
+            "level",
+            "connection",
+            "twin",
+            "event",
+            "message",
+            "occurrences",
+            "created_at",
+            "last_seen_at",
+            "resolved_at",
+        ]
 
 
 class SyncEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = SyncEvent
-        fields = ["id", "event_id", "direction", "kind", "status", "attempts", "next_attempt_at", "last_error", "created_at", "done_at"]
+        fields = [
+            "id",
+            "event_id",
+            "direction",
+            "kind",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+            "done_at",
+        ]

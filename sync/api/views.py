@@ -35,7 +35,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connections.models import Connection
-from connections.node_auth import IsRemoteNode, NodeAuthError, NodeJWTAuthentication, verify_node_request
+from connections.node_auth import (
+    IsRemoteNode,
+    NodeAuthError,
+    NodeJWTAuthentication,
+    verify_node_request,
+)
 
 from .. import selectors, services
 from ..adapters import TrackerError, TrackerNotFound, TransientTrackerError
@@ -56,12 +61,16 @@ class ExalateApi(APIView):
     def post(self, request, connection_id):
         connection = Connection.objects.filter(pk=connection_id).first()
         if connection is None:
-            return Response({"error": "No such connection on this node."}, status=status.HTTP_404_NOT_FOUND)
+            return Response(
+                {"error": "No such connection on this node."}, status=status.HTTP_404_NOT_FOUND
+            )
         data = ExalateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             exalate = services.entity_exalate(
-                connection=connection, key=data.validated_data["number"], requested_by=str(request.user)
+                connection=connection,
+                key=data.validated_data["number"],
+                requested_by=str(request.user),
             )
         except services.SyncRefused as exc:
             raise ValidationError({"number": [str(exc)]}) from None
@@ -121,7 +130,9 @@ class _NodeApi(APIView):
     def _connection(self, request) -> Connection:
         connection = request.auth
         if connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
-            raise _Refused(409, f"Connection {connection.name} is {connection.status} on this node.")
+            raise _Refused(
+                409, f"Connection {connection.name} is {connection.status} on this node."
+            )
         return connection
 
     def handle_exception(self, exc):
@@ -145,7 +156,9 @@ class MessagesApi(_NodeApi):
         body = request.data if isinstance(request.data, dict) else {}
         if body.get("protocol") != services.PROTOCOL:
             raise _Refused(400, f"This node speaks sync protocol {services.PROTOCOL}.")
-        accepted, rejected = services.messages_receive(connection=connection, messages=body.get("messages"))
+        accepted, rejected = services.messages_receive(
+            connection=connection, messages=body.get("messages")
+        )
         return Response({"accepted": accepted, "rejected": rejected})
 
 
@@ -178,7 +191,9 @@ class AttachmentApi(View):
         except NodeAuthError as exc:
             raise _Refused(401, exc.message) from None
         if connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
-            raise _Refused(409, f"Connection {connection.name} is {connection.status} on this node.")
+            raise _Refused(
+                409, f"Connection {connection.name} is {connection.status} on this node."
+            )
         return connection
 
     def dispatch(self, request, *args, **kwargs):
@@ -209,7 +224,9 @@ class AttachmentApi(View):
                 yield first
             yield from chunks
 
-        response = StreamingHttpResponse(body(), content_type=meta.get("content_type") or "application/octet-stream")
+        response = StreamingHttpResponse(
+            body(), content_type=meta.get("content_type") or "application/octet-stream"
+        )
         response["X-Content-SHA256"] = meta["sha256"]
         return response
 
@@ -253,14 +270,21 @@ class ServiceNowWebhook(View):
         expected = node_settings_get().webhook_token or ""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if not expected or scheme != "Bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-            return JsonResponse({"error": "Wrong or missing webhook token (Authorization: Bearer <token>)."}, status=401)
+        if (
+            not expected
+            or scheme != "Bearer"
+            or not hmac.compare_digest(token.encode(), expected.encode())
+        ):
+            return JsonResponse(
+                {"error": "Wrong or missing webhook token (Authorization: Bearer <token>)."},
+                status=401,
+            )
         if len(request.body) > 10_000:
             return JsonResponse({"error": "The announcement is too large."}, status=413)
         try:
             data = json.loads(request.body or b"{}")
         except ValueError:
-            return JsonResponse({"error": "The body must be JSON: {\"sys_id\": \"...\"}."}, status=400)
+            return JsonResponse({"error": 'The body must be JSON: {"sys_id": "..."}.'}, status=400)
         sys_id = data.get("sys_id") if isinstance(data, dict) else None
         if not isinstance(sys_id, str) or not 1 <= len(sys_id) <= 64:
             return JsonResponse({"error": "sys_id is missing."}, status=400)

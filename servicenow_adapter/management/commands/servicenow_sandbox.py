@@ -17,27 +17,47 @@ from servicenow_adapter.sandbox.server import SandboxServer, build_app
 
 
 class Command(BaseCommand):
-    help = "Run a local ServiceNow sandbox (Table, Attachment and OAuth APIs) backed by a SQLite file."
+    help = (
+        "Run a local ServiceNow sandbox (Table, Attachment and OAuth APIs) backed by a SQLite file."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8101, help="TCP port (default 8101).")
-        parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
-        parser.add_argument("--db", default="", help="SQLite file (default VAR_DIR/servicenow_sandbox.sqlite3).")
-        parser.add_argument("--seed", choices=["demo", "none"], default="none", help="Seed data to add once.")
-        parser.add_argument("--user", default="admin", help="Integration user name (default admin).")
-        parser.add_argument("--password", default="admin", help="Integration user's password (default admin).")
-        parser.add_argument("--latency-ms", type=float, default=0.0, help="Delay added to every API request.")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1)."
+        )
+        parser.add_argument(
+            "--db", default="", help="SQLite file (default VAR_DIR/servicenow_sandbox.sqlite3)."
+        )
+        parser.add_argument(
+            "--seed", choices=["demo", "none"], default="none", help="Seed data to add once."
+        )
+        parser.add_argument(
+            "--user", default="admin", help="Integration user name (default admin)."
+        )
+        parser.add_argument(
+            "--password", default="admin", help="Integration user's password (default admin)."
+        )
+        parser.add_argument(
+            "--latency-ms", type=float, default=0.0, help="Delay added to every API request."
+        )
         parser.add_argument("--oauth-client-id", default="exalate-sandbox")
         parser.add_argument("--oauth-client-secret", default="exalate-sandbox-secret")
-        parser.add_argument("--token-lifetime", type=float, default=1799.0, help="Access token lifetime, seconds.")
-        parser.add_argument("--display-tz", default="America/Los_Angeles", help="Time zone of display values.")
+        parser.add_argument(
+            "--token-lifetime", type=float, default=1799.0, help="Access token lifetime, seconds."
+        )
+        parser.add_argument(
+            "--display-tz", default="America/Los_Angeles", help="Time zone of display values."
+        )
         parser.add_argument("--threads", type=int, default=32, help="Request threads (default 32).")
 
     def handle(self, *args, **opts):
         if not 0 < opts["port"] < 65536:
             raise CommandError(f"--port {opts['port']} is not a TCP port.")
         if opts["latency_ms"] < 0 or opts["token_lifetime"] <= 0 or opts["threads"] < 1:
-            raise CommandError("--latency-ms must be >= 0, --token-lifetime > 0 and --threads >= 1.")
+            raise CommandError(
+                "--latency-ms must be >= 0, --token-lifetime > 0 and --threads >= 1."
+            )
         if not opts["user"] or not opts["password"]:
             raise CommandError("--user and --password must not be empty.")
         try:
@@ -45,7 +65,9 @@ class Command(BaseCommand):
 
             ZoneInfo(opts["display_tz"])
         except Exception:  # noqa: BLE001 - any lookup failure is the same admin error
-            raise CommandError(f"--display-tz {opts['display_tz']!r} is not a known time zone.") from None
+            raise CommandError(
+                f"--display-tz {opts['display_tz']!r} is not a known time zone."
+            ) from None
         db = Path(opts["db"] or settings.VAR_DIR / "servicenow_sandbox.sqlite3").resolve()
         config = SandboxConfig(
             latency_ms=opts["latency_ms"],
@@ -56,7 +78,11 @@ class Command(BaseCommand):
         )
         # Build once here so bad input and seeding errors show before the server starts.
         first = build_app(
-            db=str(db), user=opts["user"], password=opts["password"], seed=opts["seed"], config=config
+            db=str(db),
+            user=opts["user"],
+            password=opts["password"],
+            seed=opts["seed"],
+            config=config,
         )
         first.store.close()
         self.stdout.write(
@@ -65,6 +91,10 @@ class Command(BaseCommand):
         self.stdout.flush()
 
         def build():
-            return build_app(db=str(db), user=opts["user"], password=opts["password"], seed="none", config=config)
+            return build_app(
+                db=str(db), user=opts["user"], password=opts["password"], seed="none", config=config
+            )
 
-        SandboxServer(host=opts["host"], port=opts["port"], threads=opts["threads"], build=build).run()
+        SandboxServer(
+            host=opts["host"], port=opts["port"], threads=opts["threads"], build=build
+        ).run()
