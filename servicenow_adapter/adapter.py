@@ -13,6 +13,9 @@ create_entity          incident POST
 update_entity          incident PATCH
 add_comment            incident PATCH ``comments`` + journal list to find the new entry's sys_id
 add_attachment         attachment ``/file`` POST, streamed
+create_entity_correlated  incident POST with ``correlation_id`` / ``correlation_display``
+find_entity_by_correlation  incident list ``correlation_id=<id>``
+update_entity_fields   incident PATCH of the given fields only (none: no request)
 list_changed           incident pages + attachment pages (key-set paging) (+ one incident list for
                        incidents whose only change is a new attachment)
 =====================  ===========================================================================
@@ -350,6 +353,69 @@ class ServiceNowAdapter(TrackerAdapter):
         )
         row = self.client.table_create("incident", fields, fields=("sys_id", "number"))
         return self._ref(row)
+
+    entity_types = ("incident",)
+
+    def create_entity_correlated(
+        self,
+        *,
+        summary: str,
+        description: str,
+        entity_type: str,
+        correlation_id: str,
+        correlation_display: str,
+    ) -> EntityRef:
+        """Create an incident carrying ``correlation_id`` and ``correlation_display`` (one POST).
+
+        These are ServiceNow's fields for an integration's own key (100 characters each);
+        :meth:`find_entity_by_correlation` finds the incident again after a crash.
+        """
+        fields = mapping.replica_to_incident_fields(
+            {"summary": summary, "description": description}
+        )
+        fields.update(
+            correlation_id=correlation_id[:100], correlation_display=correlation_display[:100]
+        )
+        row = self.client.table_create("incident", fields, fields=("sys_id", "number"))
+        return self._ref(row)
+
+    def find_entity_by_correlation(self, correlation_id: str) -> EntityRef | None:
+        """The incident whose ``correlation_id`` equals ``correlation_id`` (oldest if several), or None.
+
+        One ``GET /api/now/table/incident?sysparm_query=correlation_id=<escaped>``; rows are
+        re-checked client-side. An empty id finds nothing without a request.
+        """
+        wanted = (correlation_id or "")[:100]
+        if not wanted:
+            return None
+        page = self.client.table_page(
+            "incident",
+            query=q.join(
+                q.term("correlation_id", "=", wanted), q.order_by("sys_created_on", "sys_id")
+            ),
+            fields=("sys_id", "number", "correlation_id"),
+            limit=5,
+        )
+        exact = [r for r in page.rows if mapping.value_of(r.get("correlation_id")) == wanted]
+        return self._ref(exact[0]) if exact else None
+
+    def update_entity_fields(
+        self, entity_id: str, *, summary: str | None = None, description: str | None = None
+    ) -> None:
+        """Set only the fields given (None: leave as it is) with one PATCH; nothing given, no request."""
+        fields = {}
+        if summary is not None:
+            fields["short_description"] = summary
+        if description is not None:
+            fields["description"] = description
+        if not fields:
+            return
+        try:
+            self.client.table_update("incident", entity_id, fields, fields=("sys_id",))
+        except TrackerNotFound:
+            raise TrackerNotFound(
+                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+            ) from None
 
     def update_entity(self, entity_id: str, *, summary: str, description: str) -> None:
         """Set ``short_description`` and ``description`` (``PATCH /api/now/table/incident/{sys_id}``)."""

@@ -384,3 +384,32 @@ def test_list_changed_skips_nothing_when_rows_change_between_pages(sandbox):
     assert {r.id for r in refs} <= {c.id for c in changes}
     assert max(c.mod_count for c in changes if c.id == edited[0]) >= 1
     assert a.client.calls >= 4  # several pages were read
+
+
+def test_correlated_create_is_found_again_by_its_correlation_id(sandbox):
+    a = adapter(sandbox.url)
+    key = "exalate:conn-1:twin-42"
+    assert a.find_entity_by_correlation(key) is None
+    ref = a.create_entity_correlated(
+        summary="Correlated",
+        description="",
+        entity_type="Task",
+        correlation_id=key,
+        correlation_display="Exalate INC1",
+    )
+    a.client.calls = 0
+    assert a.find_entity_by_correlation(key) == ref and a.client.calls == 1
+    assert a.find_entity_by_correlation(key + "^NQcorrelation_idISNOTEMPTY") is None
+    assert a.find_entity_by_correlation("") is None
+    assert "incident" in a.entity_types
+
+
+def test_update_entity_fields_writes_only_what_is_given(sandbox):
+    a = adapter(sandbox.url)
+    ref = a.create_entity(summary="Keep summary", description="Old", entity_type="incident")
+    a.client.calls = 0
+    a.update_entity_fields(ref.id, description="New")
+    a.update_entity_fields(ref.id)
+    assert a.client.calls == 1
+    replica = a.read_replica(ref.id)
+    assert (replica["summary"], replica["description"]) == ("Keep summary", "New")

@@ -355,3 +355,29 @@ def test_the_entity_link_opens_the_right_record_in_a_browser(sandbox, page):
     expect(page.locator("#short_description")).to_have_text(row["short_description"])
     expect(page.locator("#comments li")).to_have_count(3)
     expect(page.locator("#attachments")).to_contain_text("outlook-error.png")
+
+
+def test_concurrent_writers_lose_no_update(api, sandbox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    created = api.post(
+        api.base + "/api/now/table/incident", json={"short_description": "Busy"}, timeout=5
+    ).json()["result"]
+
+    def comment(i: int) -> int:
+        s = sandbox.session()
+        return s.patch(
+            f"{sandbox.url}/api/now/table/incident/{created['sys_id']}",
+            json={"comments": f"c{i}"},
+            timeout=10,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(comment, range(24))) == {200}
+    row = get(
+        api, f"/api/now/table/incident/{created['sys_id']}", sysparm_fields="sys_mod_count"
+    ).json()["result"]
+    journal = get(
+        api, "/api/now/table/sys_journal_field", sysparm_query=f"element_id={created['sys_id']}"
+    )
+    assert row["sys_mod_count"] == "24" and journal.headers["X-Total-Count"] == "24"
