@@ -10,9 +10,10 @@ gives), links them with an active public connection, then:
 1. creates N incidents on sandbox A (3 public comments and one attachment each; not timed),
    sets every sandbox request to take ``--latency-ms`` more, exalates all N through
    node A's API and waits until every twin is Synchronized: **incidents per minute**;
-2. counts the ServiceNow requests both sandboxes served during step 1: **calls per
-   incident** against the minimum (9: on A the incident, its journal, its attachment list
-   and the attachment's bytes; on B the create, three comments and one upload);
+2. counts the ServiceNow requests both sandboxes served during step 1, until both nodes
+   are quiet: **calls per incident** against the minimum (10: on A the number lookup, the
+   incident, its journal, its attachment list and the attachment's bytes; on B the
+   create, three comments and one upload);
 3. adds a comment on A to ``--samples`` synced incidents and times until it is on B,
    once announced by the webhook (as a ServiceNow business rule does) and once found by
    polling every ``--poll-interval`` s: **change-to-mirror latency p50 / p95**;
@@ -47,17 +48,21 @@ import requests  # noqa: E402
 
 from tests.live import LiveNode, LiveSandbox, wait_for  # noqa: E402
 
-MIN_CALLS_PER_INCIDENT = 9
+MIN_CALLS_PER_INCIDENT = 10
 TARGETS = {"per_minute": 300, "webhook_p50": 2.0, "poll_slack": 2.0, "memory_mb": 50}
 
 
 def node_id(node: LiveNode) -> str:
-    out = node.shell("from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)")
+    out = node.shell(
+        "from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)"
+    )
     return next(line.split()[1] for line in out.splitlines() if line.startswith("NODE-ID "))
 
 
 def webhook_token(node: LiveNode) -> str:
-    out = node.shell("from connections.selectors import node_settings_get; print('TOKEN', node_settings_get().webhook_token)")
+    out = node.shell(
+        "from connections.selectors import node_settings_get; print('TOKEN', node_settings_get().webhook_token)"
+    )
     return next(line.split()[1] for line in out.splitlines() if line.startswith("TOKEN "))
 
 
@@ -119,6 +124,7 @@ class Bench:
             node.add_worker(beat=True, concurrency=self.args.concurrency)
         self.connection = link(self.a, self.b)
         self.api = self.a.login()
+        self.api_b = self.b.login()
         self.sn_a, self.sn_b = self.sandbox_a.session(), self.sandbox_b.session()
 
     def close(self):
@@ -131,9 +137,17 @@ class Bench:
     # --- ServiceNow side -------------------------------------------------------------------
     def create_incident(self, i: int, attachment: bytes) -> dict:
         base = self.sandbox_a.url
-        row = self.sn_a.post(f"{base}/api/now/table/incident", json={"short_description": f"Bench {i}", "description": f"Bench incident {i}"}, timeout=30).json()["result"]
+        row = self.sn_a.post(
+            f"{base}/api/now/table/incident",
+            json={"short_description": f"Bench {i}", "description": f"Bench incident {i}"},
+            timeout=30,
+        ).json()["result"]
         for c in range(3):
-            self.sn_a.patch(f"{base}/api/now/table/incident/{row['sys_id']}", json={"comments": f"Comment {c} of bench {i}"}, timeout=30)
+            self.sn_a.patch(
+                f"{base}/api/now/table/incident/{row['sys_id']}",
+                json={"comments": f"Comment {c} of bench {i}"},
+                timeout=30,
+            )
         self.upload(row["sys_id"], f"bench-{i}.bin", attachment)
         return row
 
@@ -154,25 +168,36 @@ class Bench:
     def stats(self, reset: bool = False) -> dict[str, dict]:
         out = {}
         for label, sb, s in (("A", self.sandbox_a, self.sn_a), ("B", self.sandbox_b, self.sn_b)):
-            out[label] = (s.delete if reset else s.get)(f"{sb.url}/sandbox/stats", timeout=10).json()
+            out[label] = (s.delete if reset else s.get)(
+                f"{sb.url}/sandbox/stats", timeout=10
+            ).json()
         return out
 
     def journal_has(self, sys_id: str, text: str) -> bool:
         rows = self.sn_b.get(
             f"{self.sandbox_b.url}/api/now/table/sys_journal_field",
-            params={"sysparm_query": f"element_id={sys_id}^element=comments^valueLIKE{text}", "sysparm_fields": "sys_id"},
+            params={
+                "sysparm_query": f"element_id={sys_id}^element=comments^valueLIKE{text}",
+                "sysparm_fields": "sys_id",
+            },
             timeout=10,
         ).json()["result"]
         return bool(rows)
 
     # --- console side ----------------------------------------------------------------------
     def exalate(self, number: str) -> str:
-        r = self.api.post(f"{self.a.url}/api/connections/{self.connection}/exalate/", json={"number": number}, timeout=30)
+        r = self.api.post(
+            f"{self.a.url}/api/connections/{self.connection}/exalate/",
+            json={"number": number},
+            timeout=30,
+        )
         assert r.status_code == 202, r.text
         return r.json()["id"]
 
     def twins(self) -> list[dict]:
-        data = self.api.get(f"{self.a.url}/api/twins/", params={"connection": self.connection}, timeout=30).json()
+        data = self.api.get(
+            f"{self.a.url}/api/twins/", params={"connection": self.connection}, timeout=30
+        ).json()
         return data["results"] if isinstance(data, dict) else data
 
 
@@ -188,8 +213,12 @@ def run(args) -> int:
         attachment = os.urandom(args.attachment_kb * 1024)
         t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
-            incidents = list(pool.map(lambda i: bench.create_incident(i, attachment), range(args.incidents)))
-        print(f"  created {len(incidents)} incidents (3 comments, {args.attachment_kb} KB attachment each) in {time.monotonic() - t0:.1f} s")
+            incidents = list(
+                pool.map(lambda i: bench.create_incident(i, attachment), range(args.incidents))
+            )
+        print(
+            f"  created {len(incidents)} incidents (3 comments, {args.attachment_kb} KB attachment each) in {time.monotonic() - t0:.1f} s"
+        )
 
         # 1 + 2: throughput and calls per incident
         bench.latency(args.latency_ms)
@@ -205,17 +234,43 @@ def run(args) -> int:
             assert not errors, errors[:3]
             return done >= len(incidents)
 
-        wait_for(all_synchronized, timeout=max(10, deadline - time.monotonic()), what="all incidents synchronized", log=bench.a.log_path)
+        wait_for(
+            all_synchronized,
+            timeout=max(10, deadline - time.monotonic()),
+            what="all incidents synchronized",
+            log=bench.a.log_path,
+        )
         elapsed = time.monotonic() - t0
+
+        def quiet():  # B's echo checks and both change listings done: nothing left to do
+            for node in (bench.a, bench.b):
+                api = bench.api if node is bench.a else bench.api_b
+                twins = api.get(
+                    f"{node.url}/api/twins/", params={"connection": bench.connection}, timeout=30
+                ).json()
+                twins = twins["results"] if isinstance(twins, dict) else twins
+                if any(t["needs_scan"] or t["status"] != "synchronized" for t in twins):
+                    return False
+            return True
+
+        wait_for(quiet, timeout=max(10, deadline - time.monotonic()), what="both nodes quiet")
+        quiet_after = time.monotonic() - t0
         calls = bench.stats()
         per_minute = len(incidents) / elapsed * 60
         total_calls = calls["A"].get("total", 0) + calls["B"].get("total", 0)
-        print(f"\n1. Throughput: {len(incidents)} incidents in {elapsed:.1f} s = {per_minute:.0f} incidents/min"
-              f" (target >= {TARGETS['per_minute']}) at {args.latency_ms:g} ms per ServiceNow request")
-        print(f"2. ServiceNow calls per incident: {total_calls / len(incidents):.1f} (minimum {MIN_CALLS_PER_INCIDENT});"
-              f" A {calls['A'].get('total', 0) / len(incidents):.1f}, B {calls['B'].get('total', 0) / len(incidents):.1f}")
+        print(
+            f"\n1. Throughput: {len(incidents)} incidents in {elapsed:.1f} s = {per_minute:.0f} incidents/min"
+            f" (target >= {TARGETS['per_minute']}) at {args.latency_ms:g} ms per ServiceNow request;"
+            f" both nodes quiet (echo checks done) after {quiet_after:.1f} s"
+        )
+        print(
+            f"2. ServiceNow calls per incident: {total_calls / len(incidents):.1f} (minimum {MIN_CALLS_PER_INCIDENT});"
+            f" A {calls['A'].get('total', 0) / len(incidents):.1f}, B {calls['B'].get('total', 0) / len(incidents):.1f}"
+        )
         for label in ("A", "B"):
-            rows = sorted(((k, v) for k, v in calls[label].items() if k != "total"), key=lambda kv: -kv[1])
+            rows = sorted(
+                ((k, v) for k, v in calls[label].items() if k != "total"), key=lambda kv: -kv[1]
+            )
             print(f"   {label}: " + ", ".join(f"{k} {v / len(incidents):.2f}" for k, v in rows))
 
         # 3: change-to-mirror latency, webhook and polling
@@ -228,25 +283,47 @@ def run(args) -> int:
             if path == "poll":  # spread the changes over the poll interval
                 time.sleep(args.poll_interval * i / max(1, len(samples)))
             start = time.monotonic()
-            bench.sn_a.patch(f"{bench.sandbox_a.url}/api/now/table/incident/{inc['sys_id']}", json={"comments": text}, timeout=30)
+            bench.sn_a.patch(
+                f"{bench.sandbox_a.url}/api/now/table/incident/{inc['sys_id']}",
+                json={"comments": text},
+                timeout=30,
+            )
             if path == "webhook":
-                requests.post(f"{bench.a.url}/api/webhooks/servicenow/", json={"sys_id": inc["sys_id"]},
-                              headers={"Authorization": f"Bearer {token}"}, timeout=10)
-            wait_for(lambda: bench.journal_has(mirror_of[inc["sys_id"]], text), timeout=120, what=f"{path} change mirrored")
+                requests.post(
+                    f"{bench.a.url}/api/webhooks/servicenow/",
+                    json={"sys_id": inc["sys_id"]},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+            wait_for(
+                lambda: bench.journal_has(mirror_of[inc["sys_id"]], text),
+                timeout=120,
+                what=f"{path} change mirrored",
+            )
             return time.monotonic() - start
 
         results = {}
         for path in ("webhook", "poll"):
             with ThreadPoolExecutor(len(samples)) as pool:
-                results[path] = list(pool.map(lambda p: measure(p[1], p[0], path), enumerate(samples)))
+                results[path] = list(
+                    pool.map(lambda p: measure(p[1], p[0], path), enumerate(samples))
+                )
         print(f"3. Change-to-mirror latency over {len(samples)} changes:")
-        print(f"   webhook p50 {percentile(results['webhook'], .5):.2f} s, p95 {percentile(results['webhook'], .95):.2f} s (target p50 < {TARGETS['webhook_p50']:g} s)")
-        print(f"   polling p50 {percentile(results['poll'], .5):.2f} s, p95 {percentile(results['poll'], .95):.2f} s"
-              f" (poll interval {args.poll_interval:g} s; target p50 < {args.poll_interval + TARGETS['poll_slack']:g} s)")
+        print(
+            f"   webhook p50 {percentile(results['webhook'], 0.5):.2f} s, p95 {percentile(results['webhook'], 0.95):.2f} s (target p50 < {TARGETS['webhook_p50']:g} s)"
+        )
+        print(
+            f"   polling p50 {percentile(results['poll'], 0.5):.2f} s, p95 {percentile(results['poll'], 0.95):.2f} s"
+            f" (poll interval {args.poll_interval:g} s; target p50 < {args.poll_interval + TARGETS['poll_slack']:g} s)"
+        )
 
         # 4: the big attachment
         bench.latency(0)
-        big = bench.sn_a.post(f"{bench.sandbox_a.url}/api/now/table/incident", json={"short_description": "Big attachment"}, timeout=30).json()["result"]
+        big = bench.sn_a.post(
+            f"{bench.sandbox_a.url}/api/now/table/incident",
+            json={"short_description": "Big attachment"},
+            timeout=30,
+        ).json()["result"]
         size = args.big_mb * 1024 * 1024
         digest = hashlib.sha256()
 
@@ -258,27 +335,48 @@ def run(args) -> int:
 
         t0 = time.monotonic()
         bench.upload(big["sys_id"], "big.bin", chunks())
-        print(f"4. Uploaded a {args.big_mb} MB attachment to sandbox A in {time.monotonic() - t0:.1f} s")
+        print(
+            f"4. Uploaded a {args.big_mb} MB attachment to sandbox A in {time.monotonic() - t0:.1f} s"
+        )
         workers = [w for node in (bench.a, bench.b) for w in node.workers]
         before = peak_rss_kb([pid for w in workers for pid in w.pids()])
         t0 = time.monotonic()
         request_id = bench.exalate(big["number"])
 
         def big_done():
-            data = bench.api.get(f"{bench.a.url}/api/exalate-requests/{request_id}/", timeout=30).json()
+            data = bench.api.get(
+                f"{bench.a.url}/api/exalate-requests/{request_id}/", timeout=30
+            ).json()
             twin = data.get("twin")
             assert data["status"] != "error", data
-            return twin if twin and twin["status"] == "synchronized" and twin["remote"]["id"] else None
+            return (
+                twin if twin and twin["status"] == "synchronized" and twin["remote"]["id"] else None
+            )
 
-        twin = wait_for(big_done, timeout=max(30, deadline - time.monotonic()), what="big attachment synchronized", log=bench.b.log_path)
+        twin = wait_for(
+            big_done,
+            timeout=max(30, deadline - time.monotonic()),
+            what="big attachment synchronized",
+            log=bench.b.log_path,
+        )
         moved = time.monotonic() - t0
         after = peak_rss_kb([pid for w in workers for pid in w.pids()])
-        deltas = {pid: (after.get(pid, 0) - before.get(pid, after.get(pid, 0))) / 1024 for pid in after}
-        rows = bench.sn_b.get(f"{bench.sandbox_b.url}/api/now/attachment", params={"sysparm_query": f"table_sys_id={twin['remote']['id']}"}, timeout=30).json()["result"]
+        deltas = {
+            pid: (after.get(pid, 0) - before.get(pid, after.get(pid, 0))) / 1024 for pid in after
+        }
+        rows = bench.sn_b.get(
+            f"{bench.sandbox_b.url}/api/now/attachment",
+            params={"sysparm_query": f"table_sys_id={twin['remote']['id']}"},
+            timeout=30,
+        ).json()["result"]
         same = rows and rows[0]["hash"] == digest.hexdigest() and int(rows[0]["size_bytes"]) == size
-        print(f"   synced in {moved:.1f} s ({args.big_mb / moved:.1f} MB/s), bytes identical on B: {bool(same)}")
-        print(f"   worker peak memory (VmHWM) added: max {max(deltas.values()):.1f} MB over {len(deltas)} worker processes"
-              f" (target < {TARGETS['memory_mb']} MB); peaks now {', '.join(f'{v / 1024:.0f} MB' for v in after.values())}")
+        print(
+            f"   synced in {moved:.1f} s ({args.big_mb / moved:.1f} MB/s), bytes identical on B: {bool(same)}"
+        )
+        print(
+            f"   worker peak memory (VmHWM) added: max {max(deltas.values()):.1f} MB over {len(deltas)} worker processes"
+            f" (target < {TARGETS['memory_mb']} MB); peaks now {', '.join(f'{v / 1024:.0f} MB' for v in after.values())}"
+        )
         return 0
     finally:
         bench.close()
@@ -292,8 +390,12 @@ def main() -> int:
     parser.add_argument("--big-mb", type=int, default=100)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--poll-interval", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=4, help="Celery worker processes per node.")
-    parser.add_argument("--timeout", type=float, default=900.0, help="Upper bound of the whole run, seconds.")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="Celery worker processes per node."
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="Upper bound of the whole run, seconds."
+    )
     args = parser.parse_args()
     if args.incidents < 1 or args.samples < 1 or args.big_mb < 1 or args.poll_interval < 0.5:
         parser.error("--incidents, --samples, --big-mb must be >= 1 and --poll-interval >= 0.5")

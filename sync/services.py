@@ -598,6 +598,17 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
     return queued
 
 
+def _parse_time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(x for x in (a, b) if x is not None) if (a or b) else None
+
+
 def _has_open_incoming(twin_id: int) -> bool:
     return SyncEvent.objects.filter(
         twin_id=twin_id, direction=SyncEvent.Direction.IN, status__in=OPEN_EVENT_STATUSES
@@ -625,6 +636,9 @@ def _scan_commit(twin: Twin, local: dict, requested: int) -> bool:
         update = {
             "scan_done": requested,
             "last_seen_mod_count": local["mod_count"],
+            # The change time this read covers: a later listing with the same sys_mod_count
+            # and no newer time (e.g. an attachment that was already there) is not re-read.
+            "last_listed_updated": _later(twin.last_listed_updated, _parse_time(local["updated"])),
             "local_key": local["entity"]["key"] or twin.local_key,
             "local_url": local["entity"]["url"] or twin.local_url,
             "entity_type": local["entity"]["type"][:40],
@@ -1358,32 +1372,7 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         return local_snapshot
 
     taken_local = {i.local_id for i in mirrored.values() if i.local_id}
-    # 2. comments, each once
-    for c in plan.comments:
-        item = mirrored.get((MirroredItem.Kind.COMMENT, c["id"]))
-        if item is not None:  # an earlier attempt recorded the intent: did the write happen?
-            match = next(
-                (
-                    lc
-                    for lc in snapshot()["comments"]
-                    if lc["id"] not in taken_local
-                    and rules.comment_matches(lc["body"], body=c["body"], author=c["author"])
-                ),
-                None,
-            )
-            if match:
-                _item_done(item, match["id"])
-                taken_local.add(match["id"])
-                continue
-        else:
-            item = MirroredItem.objects.create(
-                twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=c["id"]
-            )
-        created = adapter.add_comment(twin.local_entity_id, body=c["body"], author=c["author"])
-        _item_done(item, created.id)
-        taken_local.add(created.id)
-        claims.renew(Twin, twin.pk)
-    # 3. attachments, each once, bytes checked
+    # 2. attachments, each once, bytes checked
     for a in plan.attachments:
         item = mirrored.get((MirroredItem.Kind.ATTACHMENT, a["id"]))
         if item is not None:
@@ -1416,6 +1405,32 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                 content_type=a["content_type"] or "application/octet-stream",
                 chunks=_file_chunks(path),
             )
+        _item_done(item, created.id)
+        taken_local.add(created.id)
+        claims.renew(Twin, twin.pk)
+    # 3. comments, each once (last: the final journal write moves the incident's
+    # sys_updated_on past the uploads, so change detection does not re-read for them)
+    for c in plan.comments:
+        item = mirrored.get((MirroredItem.Kind.COMMENT, c["id"]))
+        if item is not None:  # an earlier attempt recorded the intent: did the write happen?
+            match = next(
+                (
+                    lc
+                    for lc in snapshot()["comments"]
+                    if lc["id"] not in taken_local
+                    and rules.comment_matches(lc["body"], body=c["body"], author=c["author"])
+                ),
+                None,
+            )
+            if match:
+                _item_done(item, match["id"])
+                taken_local.add(match["id"])
+                continue
+        else:
+            item = MirroredItem.objects.create(
+                twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=c["id"]
+            )
+        created = adapter.add_comment(twin.local_entity_id, body=c["body"], author=c["author"])
         _item_done(item, created.id)
         taken_local.add(created.id)
         claims.renew(Twin, twin.pk)

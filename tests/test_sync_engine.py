@@ -201,7 +201,7 @@ def test_crash_after_a_comment_write_does_not_add_it_twice(
 
     def crash_once(item, local_id):
         calls["n"] += 1
-        if calls["n"] == 2:  # the second comment was written, then the worker died
+        if calls["n"] == 4:  # two attachments, then the second comment was written: the worker dies
             raise SystemExit("killed")
         real(item, local_id)
 

@@ -52,7 +52,9 @@ def test_exalate_form_needs_csrf(admin_user, pair):
     assert not ExalateRequest.objects.exists()
 
 
-def test_exalate_from_connection_page_goes_to_a_status_page_that_ends_synchronized(admin_client, engine, pair):
+def test_exalate_from_connection_page_goes_to_a_status_page_that_ends_synchronized(
+    admin_client, engine, pair
+):
     fake, runner = engine
     source = fake.seed(comments=[("Beth Anglin", "<script>alert(1)</script>")])
     response = admin_client.post(f"/connections/{pair[0].pk}/exalate/", {"number": source["key"]})
@@ -64,8 +66,13 @@ def test_exalate_from_connection_page_goes_to_a_status_page_that_ends_synchroniz
     part = admin_client.get(f"/exalate/{request.pk}/status/").content.decode()
     twin = Twin.objects.get(connection=pair[0])
     assert "Synchronized" in part
-    assert f'<a class="twin-local" href="{twin.local_url}"' in part and f">{source['key']}</a>" in part
-    assert f'<a class="twin-remote" href="{twin.remote_url}"' in part and f">{twin.remote_key}</a>" in part
+    assert (
+        f'<a class="twin-local" href="{twin.local_url}"' in part and f">{source['key']}</a>" in part
+    )
+    assert (
+        f'<a class="twin-remote" href="{twin.remote_url}"' in part
+        and f">{twin.remote_key}</a>" in part
+    )
     detail = admin_client.get(f"/twins/{twin.pk}/").content.decode()
     assert "<script>alert(1)</script>" not in detail and "&lt;script&gt;" in detail
 
@@ -80,7 +87,9 @@ def test_bad_number_is_refused_with_a_message_and_nothing_queued(admin_client, p
 def test_entity_sync_status_exalates_and_looks_up(admin_client, engine, pair):
     fake, runner = engine
     source = fake.seed()
-    response = admin_client.post("/entity-sync-status/exalate/", {"connection": pair[0].pk, "number": source["key"]})
+    response = admin_client.post(
+        "/entity-sync-status/exalate/", {"connection": pair[0].pk, "number": source["key"]}
+    )
     assert response.status_code == 302
     runner.run()
     page = admin_client.get("/entity-sync-status/", {"q": source["key"]}).content.decode()
@@ -112,7 +121,9 @@ def test_queue_page_lists_events_with_attempts_and_errors(admin_client, engine, 
     fake, runner = engine
     services.entity_exalate(connection=pair[0], key=fake.seed()["key"])
     runner.run()
-    SyncEvent.objects.filter(direction="in").update(status="queued", attempts=3, last_error="HTTP 503 from the instance")
+    SyncEvent.objects.filter(direction="in").update(
+        status="queued", attempts=3, last_error="HTTP 503 from the instance"
+    )
     page = admin_client.get("/sync-queue/", {"direction": "in"}).content.decode()
     assert "HTTP 503 from the instance" in page and "Incoming sync" in page
 
@@ -123,11 +134,26 @@ def test_webhook_needs_the_node_token_and_marks_the_twin(client, engine, pair):
     services.entity_exalate(connection=pair[0], key=source["key"])
     runner.run()
     token = node_settings_get().webhook_token
-    assert client.post("/api/webhooks/servicenow/", {"sys_id": source["id"]}, content_type="application/json").status_code == 401
-    wrong = client.post("/api/webhooks/servicenow/", {"sys_id": source["id"]}, content_type="application/json", headers={"Authorization": "Bearer nope"})
+    assert (
+        client.post(
+            "/api/webhooks/servicenow/", {"sys_id": source["id"]}, content_type="application/json"
+        ).status_code
+        == 401
+    )
+    wrong = client.post(
+        "/api/webhooks/servicenow/",
+        {"sys_id": source["id"]},
+        content_type="application/json",
+        headers={"Authorization": "Bearer nope"},
+    )
     assert wrong.status_code == 401
     fake.human_comment(source["id"], "news")
-    ok = client.post("/api/webhooks/servicenow/", {"sys_id": source["id"]}, content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    ok = client.post(
+        "/api/webhooks/servicenow/",
+        {"sys_id": source["id"]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert ok.status_code == 202 and ok.json() == {"twins": 1}
     runner.run()
     mirror = next(i for i in fake.incidents.values() if i["id"] != source["id"])
@@ -138,18 +164,28 @@ def test_webhook_needs_the_node_token_and_marks_the_twin(client, engine, pair):
 def test_admin_api_exalates_and_reports_both_links(admin_client, engine, pair):
     fake, runner = engine
     source = fake.seed()
-    response = admin_client.post(f"/api/connections/{pair[0].pk}/exalate/", {"number": source["key"]}, content_type="application/json")
+    response = admin_client.post(
+        f"/api/connections/{pair[0].pk}/exalate/",
+        {"number": source["key"]},
+        content_type="application/json",
+    )
     assert response.status_code == 202
     runner.run()
     data = admin_client.get(f"/api/exalate-requests/{response.json()['id']}/").json()
     assert data["status"] == "done" and data["twin"]["status"] == "synchronized"
     assert data["twin"]["local"]["key"] == source["key"] and data["twin"]["remote"]["url"]
-    bad = admin_client.post(f"/api/connections/{pair[0].pk}/exalate/", {"number": ""}, content_type="application/json")
+    bad = admin_client.post(
+        f"/api/connections/{pair[0].pk}/exalate/", {"number": ""}, content_type="application/json"
+    )
     assert bad.status_code == 400
     assert admin_client.get("/api/errors/").json() == []
 
 
 def test_node_api_refuses_requests_without_a_node_token(client, pair):
-    response = client.post("/api/node/v1/sync/messages", {"protocol": 1, "messages": []}, content_type="application/json")
+    response = client.post(
+        "/api/node/v1/sync/messages",
+        {"protocol": 1, "messages": []},
+        content_type="application/json",
+    )
     assert response.status_code == 401
     assert client.get(f"/api/node/v1/sync/attachments/{'a' * 32}/{'b' * 32}").status_code == 401

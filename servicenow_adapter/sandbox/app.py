@@ -719,6 +719,8 @@ class SandboxApp:
         now, who = self.store.now_text(), user["user_name"]
         with self.store.lock:
             creating = existing is None
+            if existing is not None:  # re-read under the lock: a concurrent write may have landed
+                existing = self.store.get(table, existing["sys_id"]) or existing
             row = dict(existing or {})
             if creating:
                 row = {name: "" for name in TABLES[table] if kind_of(table, name) != "journal"}

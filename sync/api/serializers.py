@@ -14,6 +14,7 @@ class TwinSerializer(serializers.ModelSerializer):
     remote = serializers.SerializerMethodField()
     connection = serializers.UUIDField(source="connection_id")
     status_label = serializers.CharField(source="get_status_display")
+    needs_scan = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Twin
@@ -28,6 +29,7 @@ class TwinSerializer(serializers.ModelSerializer):
             "last_error",
             "remote_error",
             "last_seen_mod_count",
+            "needs_scan",
             "last_synced_at",
             "created_at",
             "updated_at",
