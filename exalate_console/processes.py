@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
@@ -14,17 +16,23 @@ class ProcessGroup:
     """Children started together and stopped together (SIGTERM, then SIGKILL after ``grace`` s).
 
     ``run_until_signal()`` returns 0 after Ctrl-C / SIGTERM, or 1 when a child exits on its own.
+
+    With ``own_sessions=True`` each child (and whatever it starts) runs in a process group
+    of its own, so stopping signals the whole tree and the SIGKILL escalation leaves no
+    orphan behind (``demo`` uses this for its ``serve`` children). Without it, children
+    share our group, so whoever stops *us* with ``killpg`` also stops them (``serve``).
     """
 
-    def __init__(self, *, grace: float = 10.0, log=print):
+    def __init__(self, *, grace: float = 10.0, own_sessions: bool = False, log=print):
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.grace = grace
+        self.own_sessions = own_sessions
         self.log = log
 
     def start(
         self, label: str, args: Sequence[str], *, env: dict[str, str] | None = None, **popen
     ) -> subprocess.Popen:
-        proc = subprocess.Popen(list(args), env=env, **popen)
+        proc = subprocess.Popen(list(args), env=env, start_new_session=self.own_sessions, **popen)
         self.children.append((label, proc))
         return proc
 
@@ -47,6 +55,7 @@ class ProcessGroup:
         return False
 
     def run_until_signal(self) -> int:
+        """Block until SIGINT/SIGTERM or a child's exit, then stop all; returns the exit code."""
         stopping = False
 
         def stop(signum, frame):
@@ -68,15 +77,24 @@ class ProcessGroup:
         self.stop()
         return code
 
+    def _signal(self, proc: subprocess.Popen, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.own_sessions:
+                os.killpg(proc.pid, sig)
+            elif proc.poll() is None:
+                proc.send_signal(sig)
+
     def stop(self) -> None:
+        """SIGTERM every child (its whole group with own_sessions); SIGKILL after ``grace`` s."""
         for _, proc in self.children:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+            self._signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         for _, proc in self.children:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self._signal(proc, signal.SIGKILL)
                 proc.wait()
+        if self.own_sessions:  # an exited child may have left members of its group behind
+            for _, proc in self.children:
+                self._signal(proc, signal.SIGKILL)

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         }
         admin_password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin-demo")
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        group = ProcessGroup(log=self.stderr.write)
+        group = ProcessGroup(grace=30, own_sessions=True, log=self.stderr.write)
         base_env = {
             k: v
             for k, v in os.environ.items()

@@ -38,7 +38,7 @@ class Command(BaseCommand):
 
         identity = node_identity_get()
         env = os.environ.copy()
-        group = ProcessGroup(log=self.stderr.write)
+        group = ProcessGroup(grace=15, log=self.stderr.write)
         web = [
             sys.executable,
             "-m",
