@@ -32,7 +32,6 @@ import hashlib
 import os
 import platform
 import secrets
-import statistics
 import sys
 import tempfile
 import threading
@@ -317,7 +316,7 @@ def run(args) -> int:
         for path in ("webhook", "poll"):
             with ThreadPoolExecutor(len(samples)) as pool:
                 results[path] = list(
-                    pool.map(lambda p: measure(p[1], p[0], path), enumerate(samples))
+                    pool.map(lambda p, path=path: measure(p[1], p[0], path), enumerate(samples))
                 )
         print(f"3. Change-to-mirror latency over {len(samples)} changes:")
         print(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from connections.models import Connection
 
@@ -126,7 +125,3 @@ def webhook_info(request) -> dict:
 
     base = node_identity_get().public_url or request.build_absolute_uri("/").rstrip("/")
     return {"url": f"{base}/api/webhooks/servicenow/", "interval": settings.CHANGE_POLL_INTERVAL}
-
-
-def now():
-    return timezone.now()

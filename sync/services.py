@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import re
@@ -68,10 +69,14 @@ KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 CHUNK = 65536
 #: Seconds an event handed to a polling node waits for its confirmation before it is handed out again.
 POLL_HANDOUT_LEASE = 60.0
+#: Largest attachment a node without URL may push (ServiceNow's default attachment cap, 1024 MB).
+MAX_PUSHED_BYTES = 1024 * 1024 * 1024
 #: Attempts after which a sha256 mismatch of attachment bytes stops being retried.
 SHA_MISMATCH_ATTEMPTS = 3
 
 OPEN_EVENT_STATUSES = (SyncEvent.Status.QUEUED, SyncEvent.Status.IN_PROGRESS)
+#: Start of the retry message while a remote node without URL has not pushed attachment bytes yet.
+WAITING_FOR_PUSH = "Waiting for the remote node (it has no URL) to push"
 #: ``entity_id`` of an error acknowledgement sent before the local entity could be created.
 NO_ENTITY = "-"
 
@@ -716,6 +721,46 @@ def _outgoing_batch(connection: Connection, *, limit: int | None = None) -> list
     return batch
 
 
+def max_message_bytes() -> int:
+    """Largest JSON body a node accepts (Django's DATA_UPLOAD_MAX_MEMORY_SIZE), less room for the envelope."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440
+    return max(64_000, limit - 16_000)
+
+
+def _fit_batch(batch: list[SyncEvent]) -> list[SyncEvent]:
+    """The leading events of ``batch`` whose messages fit in one request body.
+
+    An event whose message alone is too large can never be delivered: it fails for good
+    with an entity-level error that says so (the twin's later events wait behind it).
+    """
+    limit = max_message_bytes()
+    fitted: list[SyncEvent] = []
+    total = 0
+    for e in batch:
+        size = len(
+            json.dumps(_message(e, e.twin), separators=(",", ":"), ensure_ascii=False).encode()
+        )
+        if size > limit:
+            if fitted:
+                break
+            with transaction.atomic():
+                message = (
+                    f"This change is {size / 1e6:.1f} MB as one message, more than the "
+                    f"{limit / 1e6:.1f} MB a node accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)."
+                )
+                SyncEvent.objects.filter(pk=e.pk).update(
+                    status=SyncEvent.Status.ERROR, last_error=message
+                )
+                _entity_error(twin=e.twin, event=e, message=message)
+                twin_status_refresh(e.twin_id)
+            return []
+        if fitted and total + size > limit:
+            break
+        fitted.append(e)
+        total += size
+    return fitted
+
+
 def _mark_handed_out(batch: list[SyncEvent], *, lease: float = 0) -> None:
     ids = [e.pk for e in batch]
     update = {"status": SyncEvent.Status.IN_PROGRESS, "attempts": F("attempts") + 1}
@@ -819,6 +864,8 @@ def connection_deliver(connection_id) -> int:
     try:
         for _round in range(100):
             batch = _outgoing_batch(connection)
+            if connection.type != Connection.Type.LOCAL:
+                batch = _fit_batch(batch)
             if not batch:
                 break
             _mark_handed_out(batch)
@@ -916,7 +963,7 @@ def connection_poll(connection_id) -> int:
     rejected_back: list[dict] = []
     try:
         for _round in range(50):
-            batch = _outgoing_batch(connection)
+            batch = _fit_batch(_outgoing_batch(connection))
             if batch:
                 _mark_handed_out(batch)
                 _push_attachments(connection, batch)
@@ -934,6 +981,7 @@ def connection_poll(connection_id) -> int:
                 break
             if batch:
                 _delivery_result(batch, answer.get("accepted") or [], answer.get("rejected") or [])
+            _push_requested(connection, answer.get("need_attachments"))
             incoming = answer.get("messages") or []
             if not isinstance(incoming, list):
                 incoming = []
@@ -957,7 +1005,8 @@ def poll_answer(*, connection: Connection, body: dict) -> dict:
     Stores the messages it sent, records its confirmations of what we handed out before,
     and hands out our next due outgoing events (each handed out again after
     :data:`POLL_HANDOUT_LEASE` seconds unless confirmed). Returns
-    ``{"accepted": [...], "rejected": [...], "messages": [...]}``.
+    ``{"accepted": [...], "rejected": [...], "messages": [...], "need_attachments":
+    [{"entity_id", "attachment_id"}]}`` (bytes we wait for, which the poller pushes).
     """
     accepted, rejected = messages_receive(
         connection=connection, messages=body.get("messages") or []
@@ -978,7 +1027,7 @@ def poll_answer(*, connection: Connection, body: dict) -> dict:
             ).select_related("twin")
         )
         _delivery_result(handed, confirmed, refused)
-    batch = _outgoing_batch(connection)
+    batch = _fit_batch(_outgoing_batch(connection))
     if batch:
         _mark_handed_out(batch, lease=POLL_HANDOUT_LEASE)
         Connection.objects.filter(pk=connection.pk).update(last_synced_at=timezone.now())
@@ -1511,9 +1560,7 @@ def _attachment_source(
         yield from adapter.stream_attachment(att["id"], chunk_size=CHUNK)
         return
     if not connection.remote_url:
-        raise TransientSyncError(
-            f"Waiting for the remote node (it has no URL) to push the bytes of attachment {att['file_name']}."
-        )
+        raise TransientSyncError(f"{WAITING_FOR_PUSH} the bytes of attachment {att['file_name']}.")
     from connections.transport import (
         NodeRequestRejected,
         NodeTransportError,
@@ -1577,6 +1624,8 @@ def pushed_attachment_store(
     """
     if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
         raise SyncRefused("sha256 must be 64 lowercase hex characters.")
+    if not 0 <= size <= MAX_PUSHED_BYTES:
+        raise SyncRefused(f"size must be between 0 and {MAX_PUSHED_BYTES} bytes.")
     target = pushed_attachment_path(connection.pk, attachment_id, sha256)
     fd, name = tempfile.mkstemp(prefix="push-", dir=staging_dir())
     digest = hashlib.sha256()
@@ -1593,38 +1642,113 @@ def pushed_attachment_store(
     return target
 
 
-def _push_attachments(connection: Connection, batch: list[SyncEvent]) -> None:
-    """From a node without URL: push the bytes of attachments new in these replicas to the remote.
+class _SizedStream:
+    """A file-like reader over byte chunks with a known length, so requests sends a
+    ``Content-Length`` and streams the body (no chunked encoding, nothing held whole)."""
 
-    The remote cannot call us, so it cannot fetch them. Best effort: an attachment that
-    fails to push is retried by the remote's apply (it waits for the bytes).
-    """
+    def __init__(self, chunks: Iterable[bytes], size: int):
+        self._chunks = iter(chunks)
+        self._size = size
+        self._buffer = b""
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buffer) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if n < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+
+def _push_one(connection: Connection, entity_id: str, att: dict, adapter: TrackerAdapter) -> None:
+    """Stream one local attachment into the remote's signed ``PUT`` endpoint (best effort)."""
     from connections.node_auth import sign_node_request
     from connections.transport import NodeTransportError, send
 
+    try:
+        response = send(
+            connection.remote_url,
+            "PUT",
+            f"/api/node/v1/sync/attachments/{entity_id}/{att['id']}?sha256={att['sha256']}&size={att['size']}",
+            token=sign_node_request(connection, b""),
+            body=_SizedStream(adapter.stream_attachment(att["id"], chunk_size=CHUNK), att["size"]),  # type: ignore[arg-type]
+            content_type="application/octet-stream",
+            timeout=max(settings.NODE_REQUEST_TIMEOUT, 60),
+        )
+        response.close()
+    except (NodeTransportError, TrackerError) as exc:
+        logger.info("Pushing attachment %s to the remote failed: %s", att["id"], exc)
+    except Exception as exc:  # noqa: BLE001 - best effort: the remote asks again
+        logger.warning("Pushing attachment %s to the remote failed: %r", att["id"], exc)
+
+
+def _push_attachments(connection: Connection, batch: list[SyncEvent]) -> None:
+    """From a node without URL: push the bytes of attachments new in these replicas to the remote.
+
+    The remote cannot call us, so it cannot fetch them: we stream each one from our
+    instance into a signed ``PUT /api/node/v1/sync/attachments/<entity>/<attachment>``.
+    Best effort: when a push fails the remote's apply waits, and its poll answers list
+    the bytes it still needs (:func:`_push_requested`).
+    """
     adapter = None
     for e in batch:
         if e.kind != SyncEvent.Kind.REPLICA:
             continue
         new = set(e.payload.get("new_attachments") or [])
         for att in e.payload["replica"]["attachments"]:
-            if att["id"] not in new:
-                continue
-            try:
+            if att["id"] in new:
                 adapter = adapter or _adapter()
-                token = sign_node_request(connection, b"")
-                response = send(
-                    connection.remote_url,
-                    "PUT",
-                    f"/api/node/v1/sync/attachments/{e.twin.local_entity_id}/{att['id']}?sha256={att['sha256']}&size={att['size']}",
-                    token=token,
-                    body=adapter.stream_attachment(att["id"], chunk_size=CHUNK),  # type: ignore[arg-type]
-                    content_type="application/octet-stream",
-                    timeout=max(settings.NODE_REQUEST_TIMEOUT, 60),
-                )
-                response.close()
-            except (NodeTransportError, TrackerError, Exception) as exc:  # noqa: BLE001 - best effort
-                logger.info("Pushing attachment %s to the remote failed: %s", att["id"], exc)
+                _push_one(connection, e.twin.local_entity_id, att, adapter)
+
+
+def _push_requested(connection: Connection, needed) -> None:
+    """Push attachments the remote says it still needs; only ones we sent on this connection."""
+    if not isinstance(needed, list):
+        return
+    adapter = None
+    for item in needed[:20]:
+        if not isinstance(item, dict):
+            continue
+        twin = Twin.objects.filter(
+            connection=connection, local_entity_id=str(item.get("entity_id", ""))
+        ).first()
+        sent = (twin.last_sent_replica or {}).get("attachments", []) if twin else []
+        att = next((a for a in sent if a["id"] == item.get("attachment_id")), None)
+        if att:
+            adapter = adapter or _adapter()
+            _push_one(connection, twin.local_entity_id, att, adapter)
+
+
+def _attachments_needed(connection: Connection) -> list[dict]:
+    """Attachments this side waits for from a remote without URL (apply is retrying for them)."""
+    needed = []
+    waiting = SyncEvent.objects.filter(
+        connection=connection,
+        direction=SyncEvent.Direction.IN,
+        kind=SyncEvent.Kind.REPLICA,
+        status__in=OPEN_EVENT_STATUSES,
+        last_error__startswith=WAITING_FOR_PUSH,
+    ).select_related("twin")[:20]
+    for e in waiting:
+        done = set(
+            MirroredItem.objects.filter(twin=e.twin, kind=MirroredItem.Kind.ATTACHMENT)
+            .exclude(local_id="")
+            .values_list("remote_id", flat=True)
+        )
+        for a in e.payload["replica"]["attachments"]:
+            if (
+                a["id"] not in done
+                and not pushed_attachment_path(connection.pk, a["id"], a["sha256"]).exists()
+            ):
+                needed.append({"entity_id": e.twin.remote_entity_id, "attachment_id": a["id"]})
+    return needed
 
 
 # --------------------------------------------------------------------------------------
@@ -1659,7 +1783,9 @@ def sync_drain(*, limit: int = 500) -> dict[str, int]:
             next_attempt_at__lte=stale,
             connection__status__in=live,
         )
-        conn_ids = set(due_out.values_list("connection_id", flat=True).distinct()[:limit])
+        conn_ids = set(
+            due_out.order_by().values_list("connection_id", flat=True).distinct()[:limit]
+        )
         due_out.filter(connection_id__in=conn_ids).exclude(
             connection__type=Connection.Type.PUBLIC,
             connection__remote_url="",
@@ -1676,7 +1802,7 @@ def sync_drain(*, limit: int = 500) -> dict[str, int]:
             next_attempt_at__lte=stale,
             connection__status=Connection.Status.ACTIVE,
         )
-        twin_ids = set(due_in.values_list("twin_id", flat=True).distinct()[:limit])
+        twin_ids = set(due_in.order_by().values_list("twin_id", flat=True).distinct()[:limit])
         due_in.filter(twin_id__in=twin_ids).update(next_attempt_at=now)
         for tid in twin_ids:
             _enqueue("apply", tid)
@@ -1709,6 +1835,7 @@ def detect_changes_all() -> int:
     """Enqueue change detection for every active connection that has twins; return how many."""
     ids = list(
         Connection.objects.filter(status=Connection.Status.ACTIVE, twins__isnull=False)
+        .order_by()
         .values_list("pk", flat=True)
         .distinct()
     )

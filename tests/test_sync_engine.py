@@ -387,3 +387,19 @@ def test_received_message_is_stored_once_and_invalid_replicas_are_refused(
         {"event_id": bad["event_id"], "error": "replica.summary: 5 is not of type 'string'"}
     ]
     assert SyncEvent.objects.filter(direction="in").count() == 1
+
+
+def test_a_replica_too_large_for_one_message_fails_with_a_clear_error(tracker, runner, monkeypatch):
+    public = Connection.objects.create(
+        name="Far",
+        type=Connection.Type.PUBLIC,
+        status=Connection.Status.ACTIVE,
+        remote_url="http://127.0.0.1:9",
+        secret="s" * 32,
+    )
+    monkeypatch.setattr(services, "max_message_bytes", lambda: 64_000)
+    source = tracker.seed(description="x" * 100_000)
+    exalate(public, source["key"], runner)
+    event = SyncEvent.objects.get(direction="out")
+    assert event.status == "error" and "more than the 0.1 MB a node accepts" in event.last_error
+    assert Twin.objects.get().status == Twin.Status.ERROR

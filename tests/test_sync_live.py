@@ -351,3 +351,90 @@ def test_refused_login_at_the_instance_is_one_connection_error(cast):
             what=f"{s['number']} mirrored after retry",
             log=cast.a.log_path,
         )
+
+
+@pytest.fixture(scope="module")
+def private_node(cast, tmp_path_factory):
+    """Node C without a URL (on sandbox B), linked to A by a private connection: C polls A."""
+    c = LiveNode(
+        tmp_path_factory.mktemp("node-c"),
+        name="Node C",
+        public=False,
+        sandbox=cast.sandbox_b,
+        env=FAST,
+    )
+    c.start()
+    cid, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+    id_a, id_c = node_id(cast.a), node_id(c)
+    cast.a.shell(
+        "from connections.models import Connection\n"
+        f"Connection.objects.create(id='{cid}', name='A to C', type='private', status='active', remote_node_id='{id_c}',"
+        f" remote_url='', secret='{secret}', is_initiator=True)"
+    )
+    c.shell(
+        "from connections.models import Connection\n"
+        f"Connection.objects.create(id='{cid}', name='A to C', type='private', status='active', remote_node_id='{id_a}',"
+        f" remote_url='{cast.a.url}', polls_remote=True, secret='{secret}', is_initiator=False)"
+    )
+    yield c, cid
+    c.close()
+
+
+def test_private_connection_syncs_both_ways_with_attachments(cast, private_node):
+    c, cid = private_node
+    source = cast.new_incident("Private sync", comments=1)
+    png = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(5000)
+    r = cast.sn_a.post(
+        f"{cast.sandbox_a.url}/api/now/attachment/file",
+        params={"table_name": "incident", "table_sys_id": source["sys_id"], "file_name": "a.png"},
+        data=png,
+        headers={"Content-Type": "image/png"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    r = cast.api_a.post(
+        f"{cast.a.url}/api/connections/{cid}/exalate/",
+        json={"number": source["number"]},
+        timeout=10,
+    )
+    twin = cast.synchronized(
+        r.json()["id"], timeout=45
+    )  # C polled, applied, and its ack came back in a poll
+    mirror_id = twin["remote"]["id"]
+    assert cast.attachments(cast.sn_b, cast.sandbox_b.url, mirror_id) == {
+        "a.png": hashlib.sha256(png).hexdigest()
+    }
+    # Now the other way: C cannot be called, so it pushes the bytes of its new attachment to A.
+    pdf = b"%PDF-1.4\n" + secrets.token_bytes(7000)
+    r = cast.sn_b.post(
+        f"{cast.sandbox_b.url}/api/now/attachment/file",
+        params={"table_name": "incident", "table_sys_id": mirror_id, "file_name": "c.pdf"},
+        data=pdf,
+        headers={"Content-Type": "application/pdf"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    cast.sn_b.patch(
+        f"{cast.sandbox_b.url}/api/now/table/incident/{mirror_id}",
+        json={"comments": "Written behind the firewall"},
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            cast.attachments(cast.sn_a, cast.sandbox_a.url, source["sys_id"]).get("c.pdf")
+            == hashlib.sha256(pdf).hexdigest()
+        ),
+        timeout=45,
+        what="C's attachment on A",
+        log=c.log_path,
+    )
+    wait_for(
+        lambda: any(
+            "Written behind the firewall" in x
+            for x in cast.comments(cast.sn_a, cast.sandbox_a.url, source["sys_id"])
+        ),
+        timeout=30,
+        what="C's comment on A",
+        log=c.log_path,
+    )
+    assert len(cast.comments(cast.sn_a, cast.sandbox_a.url, source["sys_id"])) == 2

@@ -189,3 +189,19 @@ def test_node_api_refuses_requests_without_a_node_token(client, pair):
     )
     assert response.status_code == 401
     assert client.get(f"/api/node/v1/sync/attachments/{'a' * 32}/{'b' * 32}").status_code == 401
+
+
+def test_basic_rules_tag_renders_the_read_only_rules():
+    from django.template import Context, Template
+
+    html = Template("{% load sync_tags %}{% basic_rules %}").render(Context({}))
+    for word in [
+        "Summary",
+        "Description",
+        "Comments",
+        "Attachments",
+        "Type",
+        "cannot be edited",
+        "Task",
+    ]:
+        assert word in html

@@ -237,8 +237,12 @@ class AttachmentApi(View):
         except ValueError:
             return JsonResponse({"error": "size must be a whole number of bytes"}, status=400)
 
+        # With Content-Length, Django's request stream is limited to it; a chunked body has
+        # none, so read the server's (decoded) input stream directly.
+        stream = request if request.META.get("CONTENT_LENGTH") else request.META["wsgi.input"]
+
         def chunks():
-            while chunk := request.read(services.CHUNK):
+            while chunk := stream.read(services.CHUNK):
                 yield chunk
 
         try:
