@@ -99,4 +99,4 @@ def _initial(stored) -> dict:
 
 def _webhook_url(request) -> str:
     base = node_identity_get().public_url or request.build_absolute_uri("/").rstrip("/")
-    return f"{base}/api/node/v1/webhook/servicenow"
+    return f"{base}/api/webhooks/servicenow/"
