@@ -245,6 +245,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.2,
     }
+    # kombu's own transport can hand a worker a half-written message file, which stops
+    # the worker; this subclass writes each file atomically (see exalate_console/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "exalate_console.filesystem_broker:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = False

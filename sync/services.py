@@ -600,7 +600,18 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
     ).exists() and not _has_open_incoming(twin.pk):
         with transaction.atomic():
             _enqueue("scan", twin.pk, countdown=0.5)
+    if queued:
+        _deliver_now(twin.connection_id)
     return queued
+
+
+def _deliver_now(connection_id) -> None:
+    """Deliver at once from this task (saves a broker round trip); the nudge sent on
+    commit remains the fallback, and a delivery already running picks the events up."""
+    try:
+        connection_deliver(connection_id)
+    except Exception:  # noqa: BLE001 - the queued nudge and the drain retry it
+        logger.exception("Immediate delivery on %s failed; it will be retried.", connection_id)
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -1294,6 +1305,8 @@ def twin_apply(twin_id: int) -> int:
             _enqueue("apply", twin.pk, countdown=max(retry_in, 0.2))
         elif Twin.objects.filter(pk=twin.pk, scan_requested__gt=F("scan_done")).exists():
             _enqueue("scan", twin.pk)
+    if applied:
+        _deliver_now(twin.connection_id)  # the acknowledgements
     return applied
 
 

@@ -54,14 +54,20 @@ def link(a: LiveNode, b: LiveNode) -> str:
 
 class Cast:
     def __init__(self, tmp):
-        self.sandbox_a = LiveSandbox(tmp.mktemp("sandbox-a"), seed="demo").start()
-        self.sandbox_b = LiveSandbox(tmp.mktemp("sandbox-b"), seed="").start()
+        self.sandbox_a = LiveSandbox(tmp.mktemp("sandbox-a"), seed="demo")
+        self.sandbox_b = LiveSandbox(tmp.mktemp("sandbox-b"), seed="")
         self.a = LiveNode(tmp.mktemp("node-a"), name="Node A", sandbox=self.sandbox_a, env=FAST)
         self.b = LiveNode(tmp.mktemp("node-b"), name="Node B", sandbox=self.sandbox_b, env=FAST)
-        self.a.start()
-        self.b.start(worker=False)
-        self.worker_b = self.b.add_worker(beat=True, concurrency=2)
-        self.connection = link(self.a, self.b)
+        try:
+            self.sandbox_a.start()
+            self.sandbox_b.start()
+            self.a.start()
+            self.b.start(worker=False)
+            self.worker_b = self.b.add_worker(beat=True, concurrency=2)
+            self.connection = link(self.a, self.b)
+        except BaseException:
+            self.close()  # never leave processes behind when the cast cannot be set up
+            raise
         self.api_a, self.api_b = self.a.login(), self.b.login()
         self.sn_a, self.sn_b = self.sandbox_a.session(), self.sandbox_b.session()
 
@@ -316,14 +322,20 @@ def test_destination_node_stopped_and_restarted_drains_its_queue(cast):
 
 def test_refused_login_at_the_instance_is_one_connection_error(cast):
     sources = [cast.new_incident(f"Login refused {i}") for i in range(3)]
+    twins = [cast.synchronized(cast.exalate(s["number"])["id"]) for s in sources]
+    # The instance now refuses the integration user's reads (the test's own writes still work).
     cast.sn_a.post(
         f"{cast.sandbox_a.url}/sandbox/faults",
-        json={"status": 401, "paths": "/api/now/"},
+        json={"status": 401, "paths": "/api/now/", "methods": "GET"},
         timeout=10,
     )
     try:
         for s in sources:
-            cast.exalate(s["number"])
+            cast.sn_a.patch(
+                f"{cast.sandbox_a.url}/api/now/table/incident/{s['sys_id']}",
+                json={"comments": "After the password change"},
+                timeout=10,
+            )
 
         def in_error():
             errors = cast.api_a.get(f"{cast.a.url}/api/errors/", timeout=10).json()
@@ -333,7 +345,7 @@ def test_refused_login_at_the_instance_is_one_connection_error(cast):
         errors = wait_for(
             in_error, timeout=30, what="a connection-level error on A", log=cast.a.log_path
         )
-        assert [e["level"] for e in errors] == ["connection"]
+        assert [e["level"] for e in errors] == ["connection"]  # one error, not one per incident
         connection = cast.api_a.get(
             f"{cast.a.url}/api/connections/{cast.connection}/", timeout=10
         ).json()
@@ -344,11 +356,14 @@ def test_refused_login_at_the_instance_is_one_connection_error(cast):
     assert "Resolve and retry" in page
     r = cast.api_a.post(f"{cast.a.url}/errors/{errors[0]['id']}/retry/", timeout=10)
     assert r.status_code in (200, 302)
-    for s in sources:
+    for twin in twins:
         wait_for(
-            lambda s=s: len(cast.b_incidents(s["short_description"])) == 1,
+            lambda twin=twin: any(
+                "After the password change" in c
+                for c in cast.comments(cast.sn_b, cast.sandbox_b.url, twin["remote"]["id"])
+            ),
             timeout=45,
-            what=f"{s['number']} mirrored after retry",
+            what=f"{twin['local']['key']}'s comment mirrored after the retry",
             log=cast.a.log_path,
         )
 
@@ -363,10 +378,21 @@ def private_node(cast, tmp_path_factory):
         sandbox=cast.sandbox_b,
         env=FAST,
     )
-    c.start()
+    try:
+        c.start()
+        cid = link_private(cast.a, c)
+    except BaseException:
+        c.close()
+        raise
+    yield c, cid
+    c.close()
+
+
+def link_private(a: LiveNode, c: LiveNode) -> str:
+    """A private connection: C has no URL and polls A; A waits to be polled. Returns its id."""
     cid, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
-    id_a, id_c = node_id(cast.a), node_id(c)
-    cast.a.shell(
+    id_a, id_c = node_id(a), node_id(c)
+    a.shell(
         "from connections.models import Connection\n"
         f"Connection.objects.create(id='{cid}', name='A to C', type='private', status='active', remote_node_id='{id_c}',"
         f" remote_url='', secret='{secret}', is_initiator=True)"
@@ -374,10 +400,9 @@ def private_node(cast, tmp_path_factory):
     c.shell(
         "from connections.models import Connection\n"
         f"Connection.objects.create(id='{cid}', name='A to C', type='private', status='active', remote_node_id='{id_a}',"
-        f" remote_url='{cast.a.url}', polls_remote=True, secret='{secret}', is_initiator=False)"
+        f" remote_url='{a.url}', polls_remote=True, secret='{secret}', is_initiator=False)"
     )
-    yield c, cid
-    c.close()
+    return cid
 
 
 def test_private_connection_syncs_both_ways_with_attachments(cast, private_node):
