@@ -59,7 +59,15 @@ def node_settings_update(*, data: dict, locked: dict[str, str]) -> NodeSettings:
     Blank password / client secret keep the stored ones.
     """
     node = NodeSettings.objects.select_for_update().get(pk=node_settings_get().pk)
-    for field in ("name", "public_url", "tracker", "instance_url", "auth_method", "username", "client_id"):
+    for field in (
+        "name",
+        "public_url",
+        "tracker",
+        "instance_url",
+        "auth_method",
+        "username",
+        "client_id",
+    ):
         if field not in locked and field in data:
             setattr(node, field, data[field])
     for secret in ("password", "client_secret"):

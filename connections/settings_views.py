@@ -60,14 +60,18 @@ def general_settings(request):
                 ok, message = settings_services.tracker_connection_test(config=config)
                 test_result = {"ok": ok, "message": message}
                 if action == "test":
-                    settings_services.node_settings_record_test(ok=ok, message=message)
+                    pass  # shown on the page only: the values tested are not the saved ones
                 elif ok:
                     settings_services.node_settings_update(data=data, locked=locked)
                     settings_services.node_settings_record_test(ok=ok, message=message)
-                    messages.success(request, f"Settings saved. Test connection succeeded: {message}")
+                    messages.success(
+                        request, f"Settings saved. Test connection succeeded: {message}"
+                    )
                     return redirect("connections:general-settings")
                 else:
-                    test_result["message"] = f"{message} Nothing was saved: the settings stay as they were."
+                    test_result["message"] = (
+                        f"{message} Nothing was saved: the settings stay as they were."
+                    )
     else:
         form = GeneralSettingsForm(stored=stored, locked=locked, initial=_initial(stored))
     return render(

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 class ProcessGroup:
     """Children started together and stopped together (SIGTERM, then SIGKILL after ``grace`` s).
 
-    ``run_until_signal()`` returns 0 after Ctrl-C / SIGTERM, or 1 when a child exits on its own.
+    ``run_until_signal()`` returns 0 after Ctrl-C / SIGTERM, or 1 when a child exits on its own
+    and the ``restarts`` budget (how many crashed children may be started again) is spent.
 
     With ``own_sessions=True`` each child (and whatever it starts) runs in a process group
     of its own, so stopping signals the whole tree and the SIGKILL escalation leaves no
@@ -23,10 +24,14 @@ class ProcessGroup:
     share our group, so whoever stops *us* with ``killpg`` also stops them (``serve``).
     """
 
-    def __init__(self, *, grace: float = 10.0, own_sessions: bool = False, log=print):
+    def __init__(
+        self, *, grace: float = 10.0, own_sessions: bool = False, restarts: int = 0, log=print
+    ):
         self.children: list[tuple[str, subprocess.Popen]] = []
+        self._specs: dict[int, tuple[Sequence[str], dict | None, dict]] = {}
         self.grace = grace
         self.own_sessions = own_sessions
+        self.restarts_left = restarts
         self.log = log
 
     def start(
@@ -34,7 +39,21 @@ class ProcessGroup:
     ) -> subprocess.Popen:
         proc = subprocess.Popen(list(args), env=env, start_new_session=self.own_sessions, **popen)
         self.children.append((label, proc))
+        self._specs[id(proc)] = (args, env, popen)
         return proc
+
+    def _restart(self, index: int) -> bool:
+        """Start child ``index`` again if the restart budget allows; True when restarted."""
+        if self.restarts_left <= 0:
+            return False
+        self.restarts_left -= 1
+        label, old = self.children[index]
+        args, env, popen = self._specs.pop(id(old))
+        self.log(f"{label} stopped unexpectedly (exit {old.returncode}); starting it again.")
+        proc = subprocess.Popen(list(args), env=env, start_new_session=self.own_sessions, **popen)
+        self.children[index] = (label, proc)
+        self._specs[id(proc)] = (args, env, popen)
+        return True
 
     def wait_http(self, url: str, *, timeout: float = 60.0) -> bool:
         """Poll ``url`` until it answers (any status below 500) or ``timeout`` seconds pass."""
@@ -77,15 +96,16 @@ class ProcessGroup:
         self.stop()
         return code
 
-    def _signal(self, proc: subprocess.Popen, sig: int) -> None:
+    def _signal(self, proc: subprocess.Popen, sig: int, *, group: bool = False) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self.own_sessions:
+            if group and self.own_sessions:
                 os.killpg(proc.pid, sig)
             elif proc.poll() is None:
                 proc.send_signal(sig)
 
     def stop(self) -> None:
-        """SIGTERM every child (its whole group with own_sessions); SIGKILL after ``grace`` s."""
+        """SIGTERM every child, which stops its own children gracefully; after ``grace`` s,
+        SIGKILL (its whole process group with own_sessions)."""
         for _, proc in self.children:
             self._signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
@@ -93,8 +113,8 @@ class ProcessGroup:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGKILL)
+                self._signal(proc, signal.SIGKILL, group=True)
                 proc.wait()
         if self.own_sessions:  # an exited child may have left members of its group behind
             for _, proc in self.children:
-                self._signal(proc, signal.SIGKILL)
+                self._signal(proc, signal.SIGKILL, group=True)

@@ -214,12 +214,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "exalate_console.api_errors.error_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Exalate console API",
     "DESCRIPTION": "Automation API of one console node and the signed node-to-node API.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its browsable page are for this node's admins (session or token).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
     # Swagger UI served from our own static files (no CDN: admins run this in closed networks).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

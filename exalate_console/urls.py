@@ -37,3 +37,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+handler400 = "exalate_console.api_errors.handler400"
+handler403 = "exalate_console.api_errors.handler403"
+handler404 = "exalate_console.api_errors.handler404"
+handler500 = "exalate_console.api_errors.handler500"

@@ -175,7 +175,7 @@ class ServiceNowAdapter(TrackerAdapter):
                 else "user name and password"
             )
             raise TrackerAuthenticationError(
-                f"ServiceNow at {where} refused the {how} for {who!r} (401). Check them and save again.",
+                f"ServiceNow at {where} refused the {how} for {who!r} (401). Check them and try again.",
                 status=401,
                 detail=exc.detail,
             ) from None

@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
 ]
 
 
@@ -33,12 +39,16 @@ def admin_user(django_user_model):
 
 @pytest.fixture
 def second_admin(django_user_model):
-    return django_user_model.objects.create_superuser("grace", password="grace-password-123", email="")
+    return django_user_model.objects.create_superuser(
+        "grace", password="grace-password-123", email=""
+    )
 
 
 @pytest.fixture
 def outsider(django_user_model):
-    return django_user_model.objects.create_user("mallory", password="mallory-password-123", email="")
+    return django_user_model.objects.create_user(
+        "mallory", password="mallory-password-123", email=""
+    )
 
 
 @pytest.fixture

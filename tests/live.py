@@ -39,7 +39,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check, *, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+def wait_for(
+    check,
+    *,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+):
     """Call ``check()`` until it returns truthy or ``timeout`` seconds pass; then raise with the log tail."""
     deadline = time.monotonic() + timeout
     last_exc = None
@@ -54,7 +61,9 @@ def wait_for(check, *, timeout: float, what: str, proc: subprocess.Popen | None 
             last_exc = exc
         time.sleep(0.1)
     tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-    raise AssertionError(f"{what} did not happen within {timeout}s (last error: {last_exc!r})\n{tail}")
+    raise AssertionError(
+        f"{what} did not happen within {timeout}s (last error: {last_exc!r})\n{tail}"
+    )
 
 
 class _Process:
@@ -94,7 +103,15 @@ class LiveSandbox(_Process):
 
     name = "sandbox"
 
-    def __init__(self, workdir: Path, *, seed: str = "demo", user: str = "admin", password: str = "admin", extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        seed: str = "demo",
+        user: str = "admin",
+        password: str = "admin",
+        extra_args: list[str] | None = None,
+    ):
         super().__init__(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,20 +122,38 @@ class LiveSandbox(_Process):
 
     def start(self) -> LiveSandbox:
         args = [
-            sys.executable, "manage.py", "servicenow_sandbox",
-            "--port", str(self.port), "--db", str(self.db_path),
-            "--user", self.user, "--password", self.password,
+            sys.executable,
+            "manage.py",
+            "servicenow_sandbox",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.db_path),
+            "--user",
+            self.user,
+            "--password",
+            self.password,
         ]
         if self.seed:
             args += ["--seed", self.seed]
         env = os.environ.copy()
         env["EXALATE_VAR_DIR"] = str(self.workdir / "var")
         self._spawn(args + self.extra_args, env)
-        wait_for(self._ready, timeout=30, what=f"sandbox on {self.url}", proc=self.proc, log=self.log_path)
+        wait_for(
+            self._ready,
+            timeout=30,
+            what=f"sandbox on {self.url}",
+            proc=self.proc,
+            log=self.log_path,
+        )
         return self
 
     def _ready(self) -> bool:
-        r = requests.get(f"{self.url}/api/now/table/incident?sysparm_limit=1", auth=(self.user, self.password), timeout=2)
+        r = requests.get(
+            f"{self.url}/api/now/table/incident?sysparm_limit=1",
+            auth=(self.user, self.password),
+            timeout=2,
+        )
         return r.status_code == 200
 
     def session(self) -> requests.Session:
@@ -133,7 +168,15 @@ class LiveNode(_Process):
 
     name = "node"
 
-    def __init__(self, workdir: Path, *, name: str, public: bool = True, sandbox: LiveSandbox | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        name: str,
+        public: bool = True,
+        sandbox: LiveSandbox | None = None,
+        env: dict[str, str] | None = None,
+    ):
         super().__init__(workdir)
         self.node_name = name
         self.port = free_port()
@@ -149,7 +192,13 @@ class LiveNode(_Process):
     def _make_env(self) -> dict[str, str]:
         env = os.environ.copy()
         for key in list(env):
-            if key.startswith(("SERVICENOW_", "DJANGO_SUPERUSER_")) or key in ("DATABASE_URL", "CELERY_BROKER_URL", "NODE_PUBLIC_URL", "NODE_NAME", "PYTEST_CURRENT_TEST"):
+            if key.startswith(("SERVICENOW_", "DJANGO_SUPERUSER_")) or key in (
+                "DATABASE_URL",
+                "CELERY_BROKER_URL",
+                "NODE_PUBLIC_URL",
+                "NODE_NAME",
+                "PYTEST_CURRENT_TEST",
+            ):
                 env.pop(key)
         env.update(
             EXALATE_VAR_DIR=str(self.var_dir),
@@ -214,16 +263,31 @@ class LiveNode(_Process):
         """
         if fresh:
             self._create_database()
-            if "CELERY_BROKER_URL" in self.env and self.env["CELERY_BROKER_URL"].startswith("redis"):
+            if "CELERY_BROKER_URL" in self.env and self.env["CELERY_BROKER_URL"].startswith(
+                "redis"
+            ):
                 import redis
 
                 redis.Redis.from_url(self.env["CELERY_BROKER_URL"]).flushdb()
-        args = [sys.executable, "manage.py", "serve", "--port", str(self.port), "--web-workers", "1"]
+        args = [
+            sys.executable,
+            "manage.py",
+            "serve",
+            "--port",
+            str(self.port),
+            "--web-workers",
+            "1",
+        ]
         if not worker:
             args.append("--no-worker")
         self._spawn(args, self.env)
-        wait_for(lambda: requests.get(f"{self.url}/healthz", timeout=2).status_code == 200,
-                 timeout=60, what=f"node {self.node_name} on {self.url}", proc=self.proc, log=self.log_path)
+        wait_for(
+            lambda: requests.get(f"{self.url}/healthz", timeout=2).status_code == 200,
+            timeout=60,
+            what=f"node {self.node_name} on {self.url}",
+            proc=self.proc,
+            log=self.log_path,
+        )
         return self
 
     def restart(self) -> LiveNode:
@@ -232,7 +296,9 @@ class LiveNode(_Process):
 
     def add_worker(self, *, beat: bool = True, concurrency: int = 1, name: str = "") -> LiveWorker:
         """Start one more Celery worker process group for this node (its own log); see LiveWorker."""
-        worker = LiveWorker(self, beat=beat, concurrency=concurrency, name=name or f"w{len(self.workers) + 1}")
+        worker = LiveWorker(
+            self, beat=beat, concurrency=concurrency, name=name or f"w{len(self.workers) + 1}"
+        )
         self.workers.append(worker)
         return worker.start()
 
@@ -245,10 +311,19 @@ class LiveNode(_Process):
         self.stop()
         self._drop_database()
 
-    def manage(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def manage(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         """Run ``manage.py`` with this node's environment (its database), returning the result."""
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, input=input,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def shell(self, code: str, timeout: float = 60) -> str:
         """Run Python ``code`` in this node's Django (``manage.py shell -c``); return stdout. Raises on failure."""
@@ -262,8 +337,12 @@ class LiveNode(_Process):
         s = requests.Session()
         s.get(f"{self.url}/login/", timeout=10)
         token = s.cookies.get(f"csrftoken_{self.port}")
-        r = s.post(f"{self.url}/login/", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token},
-                   headers={"Referer": f"{self.url}/login/"}, timeout=10)
+        r = s.post(
+            f"{self.url}/login/",
+            data={"username": ADMIN_USER, "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{self.url}/login/"},
+            timeout=10,
+        )
         r.raise_for_status()
         s.headers["X-CSRFToken"] = s.cookies.get(f"csrftoken_{self.port}") or ""
         s.headers["Referer"] = self.url + "/"
@@ -280,7 +359,9 @@ class LiveWorker(_Process):
 
     name = "worker"
 
-    def __init__(self, node: LiveNode, *, beat: bool = True, concurrency: int = 1, name: str = "w1"):
+    def __init__(
+        self, node: LiveNode, *, beat: bool = True, concurrency: int = 1, name: str = "w1"
+    ):
         self.name = f"worker-{name}"
         super().__init__(node.workdir)
         self.node = node
@@ -290,15 +371,34 @@ class LiveWorker(_Process):
 
     def start(self) -> LiveWorker:
         args = [
-            sys.executable, "-m", "celery", "-A", "exalate_console", "worker",
-            "--loglevel", "INFO", "--concurrency", str(self.concurrency),
-            "--hostname", f"{self.worker_name}-{self.node.port}@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "exalate_console",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(self.concurrency),
+            "--hostname",
+            f"{self.worker_name}-{self.node.port}@%h",
         ]
         if self.beat:
-            args += ["--beat", "--schedule", str(self.node.var_dir / f"celerybeat-{self.worker_name}")]
+            args += [
+                "--beat",
+                "--schedule",
+                str(self.node.var_dir / f"celerybeat-{self.worker_name}"),
+            ]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._spawn(args, self.node.env)
-        wait_for(lambda: " ready." in self.log()[offset:], timeout=60, what=f"worker {self.worker_name}", proc=self.proc, log=self.log_path)
+        wait_for(
+            lambda: " ready." in self.log()[offset:],
+            timeout=60,
+            what=f"worker {self.worker_name}",
+            proc=self.proc,
+            log=self.log_path,
+        )
         return self
 
     def kill(self) -> None:
@@ -311,6 +411,8 @@ class LiveWorker(_Process):
             return []
         pids = [self.proc.pid]
         with contextlib.suppress(OSError):
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            children = (
+                Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            )
             pids += [int(c) for c in children]
         return pids

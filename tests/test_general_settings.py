@@ -18,7 +18,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 def sandbox(tmp_path_factory):
     from tests.live import LiveSandbox
 
-    sb = LiveSandbox(tmp_path_factory.mktemp("settings-sandbox"), seed="", user="integration", password="s3cret-Pa55").start()
+    sb = LiveSandbox(
+        tmp_path_factory.mktemp("settings-sandbox"),
+        seed="",
+        user="integration",
+        password="s3cret-Pa55",
+    ).start()
     yield sb
     sb.stop()
 
@@ -41,13 +46,17 @@ def _form(instance_url: str, password: str, **extra) -> dict:
 
 
 def _save_good(admin_client, sandbox):
-    response = admin_client.post("/connections/settings/", _form(sandbox.url, sandbox.password), follow=True)
+    response = admin_client.post(
+        "/connections/settings/", _form(sandbox.url, sandbox.password), follow=True
+    )
     assert response.status_code == 200
     assert "Test connection succeeded" in response.content.decode()
     return response
 
 
-def test_saving_settings_tests_the_connection_and_stores_the_password_encrypted(admin_client, sandbox):
+def test_saving_settings_tests_the_connection_and_stores_the_password_encrypted(
+    admin_client, sandbox
+):
     response = _save_good(admin_client, sandbox)
     page = response.content.decode()
     assert sandbox.password not in page
@@ -66,10 +75,15 @@ def test_saving_settings_tests_the_connection_and_stores_the_password_encrypted(
     [
         ("wrong-password", re.compile(r"user name or password|credentials|401", re.I)),
         ("unreachable", re.compile(r"reach|unreachable|connect", re.I)),
-        ("not-servicenow", re.compile(r"not a ServiceNow instance|does not look like|not.*ServiceNow", re.I)),
+        (
+            "not-servicenow",
+            re.compile(r"not a ServiceNow instance|does not look like|not.*ServiceNow", re.I),
+        ),
     ],
 )
-def test_a_failed_test_says_what_failed_and_keeps_the_saved_settings(admin_client, sandbox, live_server, what, expected):
+def test_a_failed_test_says_what_failed_and_keeps_the_saved_settings(
+    admin_client, sandbox, live_server, what, expected
+):
     _save_good(admin_client, sandbox)
     before = node_settings_get()
     if what == "wrong-password":
@@ -87,17 +101,25 @@ def test_a_failed_test_says_what_failed_and_keeps_the_saved_settings(admin_clien
     assert "Nothing was saved" in page
     assert "not-the-password" not in page and "whatever" not in page
     after = NodeSettings.objects.get(pk=before.pk)
-    assert (after.name, after.instance_url, after.password) == (before.name, before.instance_url, before.password)
+    assert (after.name, after.instance_url, after.password) == (
+        before.name,
+        before.instance_url,
+        before.password,
+    )
 
 
 def test_test_connection_button_saves_nothing(admin_client, sandbox):
-    response = admin_client.post("/connections/settings/", _form(sandbox.url, sandbox.password, action="test"))
+    response = admin_client.post(
+        "/connections/settings/", _form(sandbox.url, sandbox.password, action="test")
+    )
     assert "Test connection succeeded" in response.content.decode()
     assert node_settings_get().instance_url == ""
 
 
 def test_invalid_urls_are_refused_by_the_form(admin_client):
-    response = admin_client.post("/connections/settings/", _form("javascript:alert(1)", "x", public_url="nope"))
+    response = admin_client.post(
+        "/connections/settings/", _form("javascript:alert(1)", "x", public_url="nope")
+    )
     page = response.content.decode()
     assert "Instance URL must start with https://" in page
     assert "Exalate URL must start with https://" in page
@@ -106,7 +128,9 @@ def test_invalid_urls_are_refused_by_the_form(admin_client):
 
 def test_blank_password_keeps_the_stored_one(admin_client, sandbox):
     _save_good(admin_client, sandbox)
-    response = admin_client.post("/connections/settings/", _form(sandbox.url, "", name="Renamed"), follow=True)
+    response = admin_client.post(
+        "/connections/settings/", _form(sandbox.url, "", name="Renamed"), follow=True
+    )
     assert "Test connection succeeded" in response.content.decode()
     node = node_settings_get()
     assert node.name == "Renamed" and node.password == sandbox.password

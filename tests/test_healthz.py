@@ -16,12 +16,12 @@ def test_healthz_answers_ok_without_login(client):
 
 @pytest.mark.django_db
 def test_healthz_says_when_the_broker_is_unreachable(client):
-    saved = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport
+    celery_app.conf.broker_url, celery_app.conf.broker_transport = "redis://127.0.0.1:1/0", None
     try:
         response = client.get("/healthz")
     finally:
-        celery_app.conf.broker_url = saved
+        celery_app.conf.broker_url, celery_app.conf.broker_transport = saved
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "error"

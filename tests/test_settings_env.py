@@ -14,8 +14,14 @@ def _check(env_overrides: dict[str, str], tmp_path) -> subprocess.CompletedProce
     env.pop("DATABASE_URL", None)
     env["EXALATE_VAR_DIR"] = str(tmp_path / "var")
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(

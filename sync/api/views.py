@@ -28,7 +28,8 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
@@ -55,9 +56,23 @@ from .serializers import (
 # --- admin API -------------------------------------------------------------------------
 
 
+_Error = inline_serializer("SyncError400", {"error": serializers.CharField()})
+_Messages = inline_serializer(
+    "SyncMessages",
+    {
+        "protocol": serializers.IntegerField(),
+        "messages": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
 class ExalateApi(APIView):
     """Exalate one incident by number on a connection; answers 202 with the request."""
 
+    @extend_schema(
+        request=ExalateInputSerializer,
+        responses={202: ExalateRequestSerializer, 400: _Error, 404: _Error},
+    )
     def post(self, request, connection_id):
         connection = Connection.objects.filter(pk=connection_id).first()
         if connection is None:
@@ -103,6 +118,9 @@ class TwinApi(RetrieveAPIView):
 
 
 class TwinRetryApi(APIView):
+    """Retry a twin's failed events in order (the Retry button of the status page)."""
+
+    @extend_schema(request=None, responses={202: TwinSerializer, 404: _Error})
     def post(self, request, twin_id):
         twin = selectors.twin_get(twin_id)
         services.twin_retry(twin=twin)
@@ -151,6 +169,21 @@ class _Refused(Exception):
 class MessagesApi(_NodeApi):
     """Store messages from the remote node (validated, at most once) and answer at once."""
 
+    @extend_schema(
+        request=_Messages,
+        responses={
+            200: inline_serializer(
+                "SyncMessagesAccepted",
+                {
+                    "accepted": serializers.ListField(child=serializers.CharField()),
+                    "rejected": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            400: _Error,
+            401: _Error,
+            409: _Error,
+        },
+    )
     def post(self, request):
         connection = self._connection(request)
         body = request.data if isinstance(request.data, dict) else {}
@@ -165,6 +198,15 @@ class MessagesApi(_NodeApi):
 class PollApi(_NodeApi):
     """A remote node without URL sends its messages and collects ours."""
 
+    @extend_schema(
+        request=_Messages,
+        responses={
+            200: OpenApiResponse(description="Accepted ids, and this node's messages for it."),
+            400: _Error,
+            401: _Error,
+            409: _Error,
+        },
+    )
     def post(self, request):
         connection = self._connection(request)
         body = request.data if isinstance(request.data, dict) else {}

@@ -38,7 +38,8 @@ class Command(BaseCommand):
 
         identity = node_identity_get()
         env = os.environ.copy()
-        group = ProcessGroup(grace=15, log=self.stderr.write)
+        # A crashed web or worker process is started again (a few times) instead of taking the node down.
+        group = ProcessGroup(grace=15, restarts=5, log=self.stderr.write)
         web = [
             sys.executable,
             "-m",
