@@ -84,7 +84,7 @@ SYNC_DRAIN_INTERVAL = env_float("SYNC_DRAIN_INTERVAL", 5.0, minimum=0.5)
 SYNC_DRAIN_GRACE = env_float("SYNC_DRAIN_GRACE", 10.0, minimum=0)
 SYNC_CLAIM_TTL = env_float("SYNC_CLAIM_TTL", 120.0, minimum=5)
 SYNC_RETRY_BASE = env_float("SYNC_RETRY_BASE", 2.0, minimum=0.1)
-SYNC_RETRY_MAX = env_float("SYNC_RETRY_MAX", 300.0, minimum=1)
+SYNC_RETRY_MAX = env_float("SYNC_RETRY_MAX", 60.0, minimum=1)
 SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 50, minimum=1, maximum=1000)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1, maximum=365)
 

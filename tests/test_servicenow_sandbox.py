@@ -381,3 +381,27 @@ def test_concurrent_writers_lose_no_update(api, sandbox):
         api, "/api/now/table/sys_journal_field", sysparm_query=f"element_id={created['sys_id']}"
     )
     assert row["sys_mod_count"] == "24" and journal.headers["X-Total-Count"] == "24"
+
+
+def test_home_page_lists_incidents_and_the_record_form_adds_a_comment_as_an_agent(api, sandbox):
+    home = requests.get(f"{sandbox.url}/", timeout=10)
+    assert home.status_code == 200 and "INC0010001" in home.text
+    row = incident(api, "INC0010003")
+    before = int(row["sys_mod_count"])
+    posted = requests.post(
+        f"{sandbox.url}/incident.do?sys_id={row['sys_id']}",
+        data={"user_name": "beth.anglin", "comment": "Posted <b>from</b> the form"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert posted.status_code == 303
+    after = incident(api, "INC0010003")
+    assert int(after["sys_mod_count"]) == before + 1 and after["sys_updated_by"] == "beth.anglin"
+    page = requests.get(f"{sandbox.url}/incident.do?sys_id={row['sys_id']}", timeout=10).text
+    assert "Posted &lt;b&gt;from&lt;/b&gt; the form" in page
+    refused = requests.post(
+        f"{sandbox.url}/incident.do?sys_id={row['sys_id']}",
+        data={"user_name": "nobody", "comment": "x"},
+        timeout=10,
+    )
+    assert refused.status_code == 400

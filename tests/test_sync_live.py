@@ -10,6 +10,7 @@ Waits poll with deadlines; nothing sleeps.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 import uuid
@@ -19,6 +20,9 @@ import pytest
 import requests
 
 from tests.live import LiveNode, LiveSandbox, wait_for
+
+# How long the destination node stays down in the outage test (the issue says a minute).
+OUTAGE_SECONDS = float(os.environ.get("TEST_OUTAGE_SECONDS", "60"))
 
 pytestmark = pytest.mark.integration
 
@@ -310,7 +314,9 @@ def test_destination_node_stopped_and_restarted_drains_its_queue(cast):
             return "cannot be reached" in events or "did not answer" in events
 
         wait_for(retried, timeout=30, what="A retrying delivery to the stopped node B")
-        assert time.monotonic() - started < 60
+        # The issue's scenario: B stays down for a minute (OUTAGE_SECONDS) while A keeps
+        # retrying with backoff; this wait is the outage itself, not a wait for a result.
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))
     finally:
         cast.b.start(fresh=False, worker=False)
         cast.worker_b.start()

@@ -238,6 +238,12 @@ class Request:
 
 
 Response = tuple[int, list[tuple[str, str]], Iterable[bytes]]
+
+_PAGE_CSS = (
+    "body{font:15px system-ui,sans-serif;margin:2rem;color:#1d2733} pre{white-space:pre-wrap;font:inherit}"
+    " .meta{color:#5f6b7a;font-size:.9em} dt{font-weight:600} table{border-collapse:collapse}"
+    " td,th{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d9dee5}"
+)
 STATUS_TEXT = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -324,10 +330,10 @@ class SandboxApp:
             return self.oauth_token(req)
         if path in ("/nav_to.do", "/incident.do"):
             return self.record_page(req)
-        if path == "/" or path == "/favicon.ico":
-            return html_response(
-                200, "<!DOCTYPE html><title>ServiceNow sandbox</title><p>ServiceNow sandbox</p>"
-            )
+        if path == "/":
+            return self.incident_list_page(req)
+        if path == "/favicon.ico":
+            return html_response(200, "")
         match = TABLE_PATH.match(path)
         if match:
             user = self.authenticate(req)
@@ -922,9 +928,49 @@ class SandboxApp:
         )
 
     # -- the record page (the instance's UI link) ----------------------------------------------
+    def incident_list_page(self, req: Request) -> Response:
+        """``/``: the newest incidents (by ``sys_updated_on``) with links to their record pages."""
+        e = html.escape
+        rows = sorted(
+            self.store.find("incident"),
+            key=lambda r: (r.get("sys_updated_on", ""), r["sys_id"]),
+            reverse=True,
+        )[:200]
+        items = "".join(
+            f'<tr><td><a href="/incident.do?sys_id={e(r["sys_id"])}">{e(r["number"])}</a></td>'
+            f"<td>{e(r.get('short_description', ''))}</td><td>{e(r.get('sys_updated_on', ''))}</td>"
+            f"<td>{e(r.get('sys_updated_by', ''))}</td></tr>"
+            for r in rows
+        )
+        page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Incidents | ServiceNow sandbox</title>
+<style>{_PAGE_CSS}</style></head>
+<body><h1>Incidents</h1><p class="meta">ServiceNow sandbox on {e(req.base_url)}: the REST API is under
+<code>/api/now/</code> (basic authentication). Newest first.</p>
+<table><tr><th>Number</th><th>Short description</th><th>Updated (UTC)</th><th>Updated by</th></tr>{items}</table>
+</body></html>"""
+        return html_response(200, page)
+
+    def record_comment(self, req: Request, sys_id: str) -> Response:
+        """``POST /incident.do?sys_id=…`` (form ``comment``, ``user_name``): add a public comment
+        as one of the sandbox's agents, the way a person would in the instance's form."""
+        row = self.store.get("incident", sys_id) if SYS_ID.match(sys_id) else None
+        form = dict(parse_qsl(req.body().decode("utf-8", "replace")))
+        user = self.store.user(form.get("user_name", ""))
+        text = form.get("comment", "").strip()
+        if row is None or user is None or not text:
+            return html_response(
+                400,
+                "<!DOCTYPE html><title>Bad request</title><p>Pick an agent and write a comment.</p>",
+            )
+        self.write("incident", row, {"comments": text}, user)
+        return 303, [("Location", f"/incident.do?sys_id={sys_id}")] + _common_headers(), [b""]
+
     def record_page(self, req: Request) -> Response:
         """``/nav_to.do?uri=incident.do?sys_id=…`` and ``/incident.do?sys_id=…``: a plain HTML form view."""
         sys_id = req.params.get("sys_id", "")
+        if req.method == "POST" and req.path == "/incident.do":
+            return self.record_comment(req, sys_id)
         if req.path == "/nav_to.do":
             target = req.params.get("uri", "")
             page, _, qs = target.partition("?")
@@ -956,15 +1002,23 @@ class SandboxApp:
             for r in comments
         )
         attachments = "".join(f'<li class="attachment">{e(r["file_name"])}</li>' for r in files)
+        agents = "".join(
+            f'<option value="{e(u["user_name"])}">{e(u.get("name") or u["user_name"])}</option>'
+            for u in sorted(
+                self.store.find("sys_user"), key=lambda u: u["user_name"] != "beth.anglin"
+            )
+        )
         page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(row["number"])} | Incident | ServiceNow sandbox</title>
-<style>body{{font:15px system-ui,sans-serif;margin:2rem;color:#1d2733}} pre{{white-space:pre-wrap;font:inherit}}
-.meta{{color:#5f6b7a;font-size:.9em}} dt{{font-weight:600}}</style></head>
-<body><h1 id="number">{e(row["number"])}</h1>
+<style>{_PAGE_CSS}</style></head>
+<body><p><a href="/">All incidents</a></p><h1 id="number">{e(row["number"])}</h1>
 <dl><dt>Short description</dt><dd id="short_description">{e(row.get("short_description", ""))}</dd>
 <dt>Description</dt><dd><pre id="description">{e(row.get("description", ""))}</pre></dd>
 <dt>State</dt><dd id="state">{e(TABLES["incident"]["state"][1].get(row.get("state", ""), ""))}</dd></dl>
 <h2>Additional comments</h2><ul id="comments">{items}</ul>
+<form method="post" action="/incident.do?sys_id={e(sys_id)}"><label>Add a comment as
+<select name="user_name">{agents}</select></label><br><textarea name="comment" rows="3" cols="70"></textarea><br>
+<button type="submit">Post comment</button></form>
 <h2>Attachments</h2><ul id="attachments">{attachments}</ul>
 <p class="meta">sys_id {e(sys_id)}</p></body></html>"""
         return html_response(200, page)
