@@ -123,3 +123,21 @@ def connection_rows():
     return connection_list().exclude(
         type=Connection.Type.LOCAL, is_initiator=False, local_peer__isnull=False
     )
+
+
+def connections_to_url_get(url: str) -> list:
+    """Connections of this node whose remote node answers at ``url`` (trailing slash ignored).
+
+    The Initiate wizard warns with them: a second connection to the same node syncs on
+    its own, so an incident exalated on both gets two mirrors.
+    """
+    from .models import Connection
+
+    url = (url or "").rstrip("/")
+    if not url:
+        return []
+    return list(
+        Connection.objects.filter(remote_url__in=[url, url + "/"]).exclude(
+            type=Connection.Type.LOCAL
+        )
+    )

@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from .forms import InitiateForm, InvitationCodeForm
 from .models import Connection
-from .selectors import connection_get, connection_rows, node_identity_get
+from .selectors import connection_get, connection_rows, connections_to_url_get, node_identity_get
 from .services import (
     ConnectionSetupError,
     connection_activate,
@@ -152,7 +152,9 @@ def connection_initiate_wizard(request):
             local = short_name(node_identity_get().name, "Local")
             remote = short_name(data["remote_name"], "Remote")
             data["name"] = f"{local}_to_{remote}"
-        return _initiate_render(request, "name", data)
+        return _initiate_render(
+            request, "name", data, existing=connections_to_url_get(data["destination_url"])
+        )
 
     # step == "name": Initiate.
     if data["type"] == Connection.Type.PUBLIC and not data["admin_access"]:

@@ -35,7 +35,10 @@ class ExalateForm(ExalateNumberForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = exalatable_connections()
+        connections = exalatable_connections()
+        self.fields["connection"].queryset = connections
+        if connections.count() > 1:  # make the admin choose: no silent alphabetical default
+            self.fields["connection"].empty_label = "Choose a connection"
 
 
 class TwinLookupForm(forms.Form):
