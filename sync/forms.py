@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 
 from .selectors import exalatable_connections
@@ -23,6 +25,8 @@ class ExalateNumberForm(forms.Form):
             raise forms.ValidationError(
                 "Enter an incident number such as INC0010001 (letters, digits, '-', '_' or '.')."
             )
+        if re.fullmatch(r"[A-Za-z]{2,8}\d{3,}", value):  # a number typed in lower case: INC0010001
+            value = value.upper()
         return value
 
 
