@@ -483,8 +483,12 @@ class SandboxApp:
         """An uploaded attachment turns from ``pending`` to ``available`` a moment later."""
         if table != "sys_attachment" or row.get("state") != "pending":
             return row
-        created = datetime.strptime(row["sys_created_on"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-        if (self.store.now() - created).total_seconds() < self.config.attachment_settle_seconds:
+        if "_uploaded_at" in row:  # wall-clock seconds: sys_created_on is cut to whole seconds
+            age = time.time() - float(row["_uploaded_at"])
+        else:
+            created = datetime.strptime(row["sys_created_on"], "%Y-%m-%d %H:%M:%S")
+            age = (self.store.now() - created.replace(tzinfo=UTC)).total_seconds()
+        if age < self.config.attachment_settle_seconds:
             return row
         with self.store.lock:
             fresh = self.store.get(table, row["sys_id"])
@@ -918,6 +922,7 @@ class SandboxApp:
             "image_width": "", "image_height": "", "average_image_color": "",
             "sys_created_on": now, "sys_created_by": who, "sys_updated_on": now,
             "sys_updated_by": who, "sys_mod_count": "0", "sys_tags": "",
+            "_uploaded_at": time.time(),
         }  # fmt: skip
         self.store.put("sys_attachment", row)
         location = f"{req.base_url}/api/now/attachment/{sys_id}/file"
