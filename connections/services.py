@@ -26,6 +26,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -163,9 +164,15 @@ def node_info_fetch(url: str) -> RemoteNode:
         except ValueError:
             data = None
     if not isinstance(data, dict) or data.get("product") != "exalate-console":
+        parts = urlsplit(base)
+        hint = (
+            f" Leave out the path: enter just {parts.scheme}://{parts.netloc}."
+            if parts.path not in ("", "/")
+            else ""
+        )
         raise ConnectionSetupError(
             f"{base} is not an Exalate console node: it did not answer {INFO_PATH}. Enter the destination's"
-            " Exalate URL, shown in General settings on that node.",
+            f" Exalate URL, shown in General settings on that node.{hint}",
             field="destination_url",
         )
     try:

@@ -250,7 +250,13 @@ def invitation_accept_wizard(request):
             return _accept_render(request, "code", "")
         return _accept_next(request, code)
     form = InvitationCodeForm(request.POST)
-    form.is_valid()
+    if not form.is_valid() and "code" in form.errors:
+        error = ConnectionSetupError(
+            "That is not an invitation code: it is much longer than any code"
+            f" ({len(request.POST.get('code', ''))} characters). Paste exactly what the other admin sent.",
+            field="code",
+        )
+        return _accept_render(request, "code", "", error=error)
     code = form.cleaned_data.get("code", "")
     step = request.POST.get("step", "code")
     if "back" in request.POST or step not in ("code", "confirm"):

@@ -15,3 +15,23 @@ def test_existing_connections_to_the_same_node_are_found_whatever_the_trailing_s
     )
     assert connections_to_url_get("http://127.0.0.1:8002/") == [first]
     assert connections_to_url_get("") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_destination_url_with_a_path_gets_a_hint_to_leave_the_path_out(live_server):
+    from connections.services import ConnectionSetupError, node_info_fetch
+
+    with pytest.raises(ConnectionSetupError) as refused:
+        node_info_fetch(f"{live_server.url}/connections/")
+    assert "is not an Exalate console node" in refused.value.message
+    assert f"Leave out the path: enter just {live_server.url}." in refused.value.message
+
+
+@pytest.mark.django_db
+def test_a_pasted_text_far_longer_than_a_code_is_called_that(admin_client):
+    response = admin_client.post("/connections/accept/", {"step": "code", "code": "x" * 200_000})
+    assert response.status_code == 200
+    assert (
+        "That is not an invitation code: it is much longer than any code"
+        in response.content.decode()
+    )
