@@ -141,3 +141,10 @@ def connections_to_url_get(url: str) -> list:
             type=Connection.Type.LOCAL
         )
     )
+
+
+def twin_count_get(*, connection) -> int:
+    """How many twins (synced incident pairs) ``connection`` has on this node."""
+    from sync.models import Twin
+
+    return Twin.objects.filter(connection=connection).count()

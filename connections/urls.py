@@ -9,6 +9,7 @@ urlpatterns = [
     path("settings/", views.general_settings, name="general-settings"),
     path("initiate/", views.connection_initiate_wizard, name="initiate"),
     path("accept/", views.invitation_accept_wizard, name="accept"),
+    path("<uuid:connection_id>/", views.connection_detail, name="detail"),
     path("<uuid:connection_id>/established/", views.connection_established, name="established"),
     path("<uuid:connection_id>/activate/", views.connection_activate_view, name="activate"),
     path("<uuid:connection_id>/deactivate/", views.connection_deactivate_view, name="deactivate"),

@@ -23,7 +23,13 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from .forms import InitiateForm, InvitationCodeForm
 from .models import Connection
-from .selectors import connection_get, connection_rows, connections_to_url_get, node_identity_get
+from .selectors import (
+    connection_get,
+    connection_rows,
+    connections_to_url_get,
+    node_identity_get,
+    twin_count_get,
+)
 from .services import (
     ConnectionSetupError,
     connection_activate,
@@ -70,6 +76,19 @@ def _connection_or_404(connection_id) -> Connection:
         return connection_get(connection_id)
     except Connection.DoesNotExist:
         raise Http404("No connection with this id on this node.") from None
+
+
+@admin_required
+@require_http_methods(["GET"])
+def connection_detail(request, connection_id):
+    """One connection: its remote node, status, last sync and error, and its read-only Basic rules
+    (Basic mode's sync rules cannot be edited, as in Exalate)."""
+    connection = _connection_or_404(connection_id)
+    return render(
+        request,
+        "connections/detail.html",
+        {"connection": connection, "twins": twin_count_get(connection=connection)},
+    )
 
 
 @admin_required

@@ -35,3 +35,21 @@ def test_a_pasted_text_far_longer_than_a_code_is_called_that(admin_client):
         "That is not an invitation code: it is much longer than any code"
         in response.content.decode()
     )
+
+
+@pytest.mark.django_db
+def test_connection_page_shows_the_read_only_basic_rules(admin_client):
+    connection = Connection.objects.create(
+        name="A_to_B",
+        remote_url="http://127.0.0.1:8002",
+        remote_name="Node B",
+        status=Connection.Status.ACTIVE,
+    )
+    listing = admin_client.get("/connections/").content.decode()
+    assert f'href="/connections/{connection.id}/"' in listing
+    page = admin_client.get(f"/connections/{connection.id}/").content.decode()
+    assert "Sync rules" in page and "cannot be edited" in page
+    for field in ("Summary", "Description", "Comments", "Attachments"):
+        assert field in page
+    assert "<form" not in page.split('id="sync-rules"')[1]  # read-only: nothing to submit
+    assert admin_client.get("/connections/00000000-0000-0000-0000-000000000000/").status_code == 404

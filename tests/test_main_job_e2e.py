@@ -235,6 +235,20 @@ def test_no_admin_access_journey_mirrors_an_incident_both_ways(world, browser, a
             "Active"
         )
     shot("both-active")
+    page.get_by_role("link", name="Node_A_to_Node_B").click()
+    expect(page.get_by_role("heading", name="Sync rules")).to_be_visible()
+    expect(page.locator("#connection-summary")).to_contain_text("Synced incidents")
+    shot("connection-rules")
+
+    # The other pages of the sync, as the admin sees them now.
+    for path, heading, name in [
+        ("/entity-sync-status/", "Entity sync status", "entity-sync-status"),
+        ("/sync-queue/", "Sync queue", "sync-queue"),
+        ("/errors/", "Errors", "errors"),
+    ]:
+        page.goto(f"{b.url}{path}")
+        expect(page.get_by_role("heading", name=heading).first).to_be_visible()
+        shot(name)
 
     # The destination sandbox, read through its API: same summary and description, every
     # public comment once, no work notes, attachments byte-identical.
