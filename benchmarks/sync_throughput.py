@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import os
 import platform
-import secrets
 import sys
 import tempfile
 import threading
@@ -45,17 +44,10 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from tests.live import LiveNode, LiveSandbox, wait_for  # noqa: E402
+from tests.live import LiveNode, LiveSandbox, link_nodes, wait_for  # noqa: E402
 
 MIN_CALLS_PER_INCIDENT = 10
 TARGETS = {"per_minute": 300, "webhook_p50": 2.0, "poll_slack": 2.0, "memory_mb": 50}
-
-
-def node_id(node: LiveNode) -> str:
-    out = node.shell(
-        "from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)"
-    )
-    return next(line.split()[1] for line in out.splitlines() if line.startswith("NODE-ID "))
 
 
 def webhook_token(node: LiveNode) -> str:
@@ -63,18 +55,6 @@ def webhook_token(node: LiveNode) -> str:
         "from connections.selectors import node_settings_get; print('TOKEN', node_settings_get().webhook_token)"
     )
     return next(line.split()[1] for line in out.splitlines() if line.startswith("TOKEN "))
-
-
-def link(a: LiveNode, b: LiveNode) -> str:
-    cid, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
-    ids = {a.url: node_id(a), b.url: node_id(b)}
-    for me, other in ((a, b), (b, a)):
-        me.shell(
-            "from connections.models import Connection\n"
-            f"Connection.objects.create(id='{cid}', name='bench', type='public', status='active',"
-            f" remote_node_id='{ids[other.url]}', remote_url='{other.url}', secret='{secret}', is_initiator={me is a})"
-        )
-    return cid
 
 
 def memory_kb(pids: list[int], field: str) -> dict[int, int]:
@@ -132,7 +112,7 @@ class Bench:
             node.start(worker=False)
             self.parts_started.append(node)
             node.add_worker(beat=True, concurrency=self.args.concurrency)
-        self.connection = link(self.a, self.b)
+        self.connection = link_nodes(self.a, self.b, name="bench")
         self.api = self.a.login()
         self.api_b = self.b.login()
         self.sn_a, self.sn_b = self.sandbox_a.session(), self.sandbox_b.session()

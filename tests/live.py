@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -416,3 +417,29 @@ class LiveWorker(_Process):
             )
             pids += [int(c) for c in children]
         return pids
+
+
+def node_id(node: LiveNode) -> str:
+    """The node id of a running node (from its General settings row)."""
+    out = node.shell(
+        "from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)"
+    )
+    return next(line.split()[1] for line in out.splitlines() if line.startswith("NODE-ID "))
+
+
+def link_nodes(a: LiveNode, b: LiveNode, *, name: str = "A to B") -> str:
+    """Create the same active public connection on both nodes, without the wizard; return its id.
+
+    For sync tests and benchmarks that are not about the wizard (tests of the wizard go
+    through the browser).
+    """
+    cid, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+    ids = {a.url: node_id(a), b.url: node_id(b)}
+    for me, other in ((a, b), (b, a)):
+        me.shell(
+            "from connections.models import Connection\n"
+            f"Connection.objects.create(id='{cid}', name='{name}', type='public', status='active',"
+            f" remote_node_id='{ids[other.url]}', remote_url='{other.url}', remote_name='other',"
+            f" remote_tracker='servicenow', secret='{secret}', is_initiator={me is a})"
+        )
+    return cid

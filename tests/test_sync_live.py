@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.live import LiveNode, LiveSandbox, wait_for
+from tests.live import LiveNode, LiveSandbox, link_nodes, node_id, wait_for
 
 # How long the destination node stays down in the outage test (the issue says a minute).
 OUTAGE_SECONDS = float(os.environ.get("TEST_OUTAGE_SECONDS", "60"))
@@ -35,27 +35,6 @@ FAST = {
 }
 
 
-def node_id(node: LiveNode) -> str:
-    out = node.shell(
-        "from connections.selectors import node_identity_get; print('NODE-ID', node_identity_get().node_id)"
-    )
-    return next(line.split()[1] for line in out.splitlines() if line.startswith("NODE-ID "))
-
-
-def link(a: LiveNode, b: LiveNode) -> str:
-    """Create the same active public connection on both nodes; return its id."""
-    cid, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
-    ids = {a.url: node_id(a), b.url: node_id(b)}
-    for me, other in ((a, b), (b, a)):
-        me.shell(
-            "from connections.models import Connection\n"
-            f"Connection.objects.create(id='{cid}', name='A to B', type='public', status='active',"
-            f" remote_node_id='{ids[other.url]}', remote_url='{other.url}', remote_name='other',"
-            f" remote_tracker='servicenow', secret='{secret}', is_initiator={me is a})"
-        )
-    return cid
-
-
 class Cast:
     def __init__(self, tmp):
         self.sandbox_a = LiveSandbox(tmp.mktemp("sandbox-a"), seed="demo")
@@ -68,7 +47,7 @@ class Cast:
             self.a.start()
             self.b.start(worker=False)
             self.worker_b = self.b.add_worker(beat=True, concurrency=2)
-            self.connection = link(self.a, self.b)
+            self.connection = link_nodes(self.a, self.b)
         except BaseException:
             self.close()  # never leave processes behind when the cast cannot be set up
             raise
