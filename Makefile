@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run demo test test-fast lint format chromium bench-adapter bench-sync clean
+.PHONY: install run sandbox demo test test-fast lint format chromium bench-adapter bench-sync clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
@@ -18,6 +18,11 @@ install: $(VENV)/.installed
 ## make run: one node (web + worker + beat) on $(PORT), SQLite and a file-system broker by default.
 run: install
 	$(PY) manage.py serve --port $(PORT)
+
+## make sandbox: a local ServiceNow sandbox on SANDBOX_PORT (8101), seeded, login admin / admin.
+SANDBOX_PORT ?= 8101
+sandbox: install
+	$(PY) manage.py servicenow_sandbox --port $(SANDBOX_PORT) --seed demo
 
 ## make demo: two ServiceNow sandboxes and two linked-up-ready nodes; Ctrl-C stops all.
 demo: install
