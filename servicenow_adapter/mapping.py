@@ -55,13 +55,28 @@ def journal_row_to_comment(row: Mapping, author_names: Mapping[str, str]) -> dic
     the ``sys_created_by`` user_name itself.
     """
     user_name = value_of(row.get("sys_created_by"))
+    author, body = split_author_line(value_of(row.get("value")))
     return {
         "id": value_of(row.get("sys_id")),
-        "author": author_names.get(user_name) or user_name,
+        "author": author or author_names.get(user_name) or user_name,
         "created": iso_z(row.get("sys_created_on", "")),
-        "body": value_of(row.get("value")),
+        "body": body,
         "public": True,
     }
+
+
+_AUTHOR_LINE = re.compile(r"\[([^\]\n]{1,200}) wrote\]\n(.*)\Z", re.DOTALL)
+
+
+def split_author_line(text: str) -> tuple[str, str]:
+    """``("Beth Anglin", "Hi")`` for a mirrored comment ``"[Beth Anglin wrote]\nHi"``; else ``("", text)``.
+
+    The inverse of :func:`comment_body_with_author`: a comment that arrived through one
+    connection and travels on through another keeps its original author instead of
+    becoming the integration user's, and its text does not pile up author lines.
+    """
+    match = _AUTHOR_LINE.match(text or "")
+    return (match.group(1).strip(), match.group(2)) if match else ("", text or "")
 
 
 def public_comments(rows: Iterable[Mapping], author_names: Mapping[str, str]) -> list[dict]:

@@ -184,14 +184,17 @@ def _norm(text: str) -> str:
     return " ".join((text or "").split())
 
 
-def comment_matches(local_body: str, *, body: str, author: str) -> bool:
-    """Whether a local comment is the copy of a remote comment (``body`` by ``author``).
+def comment_matches(local_comment: dict, *, body: str, author: str) -> bool:
+    """Whether a local replica comment (``{"author", "body", ...}``) is the copy of a remote
+    comment (``body`` by ``author``).
 
     Used after a crash to adopt the comment a previous attempt already wrote instead of
     adding it twice. The adapter writes the original body with the author's name added
-    (its format is its own), so a local comment matches when, whitespace-normalised, it
-    contains the whole original body and the author's name.
+    (its format is its own; it may also read the name back as the comment's author), so a
+    local comment matches when, whitespace-normalised, its author and text together
+    contain the whole original body and the author's name.
     """
+    local_body = f"{local_comment.get('author', '')}\n{local_comment.get('body', '')}"
     local, original = _norm(local_body), _norm(body)
     if not original:
         return _norm(author) in local

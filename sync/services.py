@@ -1480,7 +1480,7 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                     lc
                     for lc in snapshot()["comments"]
                     if lc["id"] not in taken_local
-                    and rules.comment_matches(lc["body"], body=c["body"], author=c["author"])
+                    and rules.comment_matches(lc, body=c["body"], author=c["author"])
                 ),
                 None,
             )

@@ -269,6 +269,9 @@ def test_no_admin_access_journey_mirrors_an_incident_both_ways(world, browser, a
         assert sum(body in m for m in mirror_bodies) == 1, (
             f"comment not mirrored exactly once: {body!r}"
         )
+    # ... and in the original's order
+    positions = [next(i for i, m in enumerate(mirror_bodies) if body in m) for body in public]
+    assert positions == sorted(positions), "comments arrived out of order"
     for note in work_notes:
         assert not any(note in m for m in mirror_bodies)
     source_files = _attachments(sandbox_b, original["sys_id"])

@@ -146,3 +146,20 @@ def test_change_rows_are_deduplicated_on_sys_id_and_mod_count_and_ordered():
 def test_reference_objects_and_bare_ids_read_the_same():
     assert mapping.value_of({"link": "https://x/api/now/table/sys_user/1", "value": "1"}) == "1"
     assert mapping.value_of("1") == "1" and mapping.value_of(None) == ""
+
+
+def test_a_mirrored_comment_keeps_its_original_author_when_it_travels_on():
+    row = {
+        "sys_id": "a" * 32,
+        "sys_created_by": "admin",
+        "sys_created_on": "2026-11-29 10:00:00",
+        "element": "comments",
+        "value": "[Beth Anglin wrote]\nLOOPTEST\nsecond line",
+    }
+    comment = mapping.journal_row_to_comment(row, {"admin": "System Administrator"})
+    assert (comment["author"], comment["body"]) == ("Beth Anglin", "LOOPTEST\nsecond line")
+    assert mapping.comment_body_with_author(comment["body"], comment["author"]) == row["value"]
+    plain = mapping.journal_row_to_comment(
+        {**row, "value": "No author line"}, {"admin": "System Administrator"}
+    )
+    assert (plain["author"], plain["body"]) == ("System Administrator", "No author line")

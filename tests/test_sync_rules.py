@@ -162,11 +162,20 @@ def test_incoming_update_does_not_overwrite_fields_the_sender_did_not_change():
 
 
 def test_comment_copy_is_recognised_by_body_and_author():
+    def local(body, author="System Administrator"):
+        return {"author": author, "body": body}
+
     assert rules.comment_matches(
-        "[Beth Anglin] Hello\n  world", body="Hello world", author="Beth Anglin"
+        local("[Beth Anglin] Hello\n  world"), body="Hello world", author="Beth Anglin"
     )
-    assert not rules.comment_matches("[Beth Anglin] Hello", body="Goodbye", author="Beth Anglin")
-    assert not rules.comment_matches("Hello world", body="Hello world", author="Beth Anglin")
+    # the adapter may read the author line back as the comment's author
+    assert rules.comment_matches(
+        local("Hello\n  world", author="Beth Anglin"), body="Hello world", author="Beth Anglin"
+    )
+    assert not rules.comment_matches(
+        local("[Beth Anglin] Hello"), body="Goodbye", author="Beth Anglin"
+    )
+    assert not rules.comment_matches(local("Hello world"), body="Hello world", author="Beth Anglin")
 
 
 def test_backoff_doubles_is_capped_and_honours_retry_after(settings):

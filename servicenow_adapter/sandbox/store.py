@@ -32,9 +32,22 @@ CREATE TABLE IF NOT EXISTS oauth_tokens (token TEXT PRIMARY KEY, kind TEXT NOT N
 CHUNK = 64 * 1024
 
 
+_last_micros = 0
+_sys_id_lock = threading.Lock()
+
+
 def new_sys_id() -> str:
-    """A new ``sys_id``: 32 lowercase hex characters."""
-    return secrets.token_hex(16)
+    """A new ``sys_id``: 32 lowercase hex characters that increase in creation order.
+
+    The first 16 are a microsecond clock (bumped to stay strictly increasing), the rest
+    random. ``sys_created_on`` has one-second resolution, so rows written in the same
+    second (a burst of mirrored comments) would otherwise sort by (sys_created_on, sys_id)
+    in random order; this keeps their order the order they were written.
+    """
+    global _last_micros
+    with _sys_id_lock:
+        _last_micros = max(time.time_ns() // 1000, _last_micros + 1)
+        return f"{_last_micros:016x}{secrets.token_hex(8)}"
 
 
 def hash_password(password: str, salt: str | None = None) -> str:
