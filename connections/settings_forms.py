@@ -82,6 +82,7 @@ class GeneralSettingsForm(forms.Form):
             field.disabled = True
             field.required = False
             field.initial = value
+            self.initial[field_name] = value  # the form's initial dict wins over field.initial
             field.help_text = "Set by the environment; change it there."
         if stored.password:
             self.fields["password"].help_text = "A password is stored. Leave empty to keep it."

@@ -9,14 +9,18 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from connections.selectors import node_settings_get
+from connections.selectors import node_settings_get, tracker_config_get
 
 
 @login_required
 def getting_started(request):
     """The landing page: what to do first, in order."""
     node = node_settings_get()
-    return render(request, "console/getting_started.html", {"node": node})
+    return render(
+        request,
+        "console/getting_started.html",
+        {"node": node, "tracker_from_env": tracker_config_get().from_env},
+    )
 
 
 def not_built(title: str, explanation: str):

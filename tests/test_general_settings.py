@@ -147,3 +147,17 @@ def test_outsider_cannot_open_general_settings(client, outsider):
     client.force_login(outsider)
     response = client.get("/connections/settings/")
     assert response.status_code in (302, 403)
+
+
+def test_settings_from_the_environment_are_shown_read_only_with_their_values(
+    admin_client, settings
+):
+    settings.SERVICENOW_INSTANCE_URL = "https://acme.service-now.com"
+    settings.SERVICENOW_USERNAME = "svc.exalate"
+    settings.SERVICENOW_PASSWORD = "env-secret-Pa55"
+    settings.NODE_PUBLIC_URL = "https://exalate.acme.com"
+    page = admin_client.get("/connections/settings/").content.decode()
+    assert 'value="https://acme.service-now.com"' in page and 'value="svc.exalate"' in page
+    assert 'value="https://exalate.acme.com"' in page
+    assert "Set by the environment" in page and "disabled" in page
+    assert "env-secret-Pa55" not in page

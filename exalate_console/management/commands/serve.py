@@ -78,7 +78,7 @@ class Command(BaseCommand):
                 f"node-{port}@%h",
             ]
             group.start("worker (celery)", worker, env=env)
-        url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
+        url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
         self.stdout.write(
             self.style.SUCCESS(f"Exalate console node {identity.name!r} is running at {url}")
         )
