@@ -126,7 +126,7 @@ class Command(BaseCommand):
         for side in ("a", "b"):
             self.stdout.write(
                 f"  Sandbox {side.upper()}: http://127.0.0.1:{ports[f'sandbox_{side}']}/   "
-                "login admin / admin   (incidents INC0010001 and up)"
+                "REST API user admin / admin   (incident list; INC0010001 and up)"
             )
         self.stdout.write(
             "\nNext: on node A open Connections → Initiate connection, enter node B's URL, and follow the README's walkthrough."
