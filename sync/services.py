@@ -1438,18 +1438,14 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
     for a in plan.attachments:
         item = mirrored.get((MirroredItem.Kind.ATTACHMENT, a["id"]))
         if item is not None:
-            match = next(
-                (
-                    la
-                    for la in snapshot()["attachments"]
-                    if la["id"] not in taken_local
-                    and rules.attachment_matches(la, file_name=a["file_name"], sha256=a["sha256"])
+            if _adopt_earlier_write(
+                item,
+                snapshot()["attachments"],
+                taken_local,
+                lambda la, a=a: rules.attachment_matches(
+                    la, file_name=a["file_name"], sha256=a["sha256"]
                 ),
-                None,
-            )
-            if match:
-                _item_done(item, match["id"])
-                taken_local.add(match["id"])
+            ):
                 continue
         else:
             item = MirroredItem.objects.create(
@@ -1475,18 +1471,12 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
     for c in plan.comments:
         item = mirrored.get((MirroredItem.Kind.COMMENT, c["id"]))
         if item is not None:  # an earlier attempt recorded the intent: did the write happen?
-            match = next(
-                (
-                    lc
-                    for lc in snapshot()["comments"]
-                    if lc["id"] not in taken_local
-                    and rules.comment_matches(lc, body=c["body"], author=c["author"])
-                ),
-                None,
-            )
-            if match:
-                _item_done(item, match["id"])
-                taken_local.add(match["id"])
+            if _adopt_earlier_write(
+                item,
+                snapshot()["comments"],
+                taken_local,
+                lambda lc, c=c: rules.comment_matches(lc, body=c["body"], author=c["author"]),
+            ):
                 continue
         else:
             item = MirroredItem.objects.create(
@@ -1496,6 +1486,20 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         _item_done(item, created.id)
         taken_local.add(created.id)
         claims.renew(Twin, twin.pk)
+
+
+def _adopt_earlier_write(
+    item: MirroredItem, local_items: list[dict], taken_local: set, is_copy
+) -> bool:
+    """Reconcile an intent left by an earlier attempt: if a local item (replica comment or
+    attachment) not yet mapped is the copy ``is_copy(local_item)`` accepts, record it as
+    this item's local twin instead of writing again. Returns True when one was adopted."""
+    match = next((li for li in local_items if li["id"] not in taken_local and is_copy(li)), None)
+    if match is None:
+        return False
+    _item_done(item, match["id"])
+    taken_local.add(match["id"])
+    return True
 
 
 def _item_done(item: MirroredItem, local_id: str) -> None:

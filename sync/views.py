@@ -106,18 +106,19 @@ def entity_status(request):
 @require_GET
 def exalate_status(request, request_id):
     """The live status page of one exalate request, then of its twin (links to both incidents)."""
-    exalate = selectors.exalate_request_get(request_id)
-    context = {"exalate": exalate, **(_twin_context(exalate.twin) if exalate.twin else {})}
-    return render(request, "sync/exalate_status.html", context)
+    return render(request, "sync/exalate_status.html", _exalate_context(request_id))
 
 
 @login_required
 @require_GET
 def exalate_status_part(request, request_id):
     """The part of the status page that htmx re-fetches."""
+    return render(request, "sync/_exalate_status.html", _exalate_context(request_id))
+
+
+def _exalate_context(request_id) -> dict:
     exalate = selectors.exalate_request_get(request_id)
-    context = {"exalate": exalate, **(_twin_context(exalate.twin) if exalate.twin else {})}
-    return render(request, "sync/_exalate_status.html", context)
+    return {"exalate": exalate, **(_twin_context(exalate.twin) if exalate.twin else {})}
 
 
 @login_required
