@@ -7,7 +7,7 @@ import uuid
 
 from django.db import models
 
-from exalate_console.crypto import EncryptedTextField
+from .crypto import EncryptedTextField
 
 
 class NodeSettings(models.Model):
@@ -18,9 +18,6 @@ class NodeSettings(models.Model):
     ``webhook_token`` are encrypted at rest and never shown back.
     """
 
-    class Tracker(models.TextChoices):
-        SERVICENOW = "servicenow", "ServiceNow"
-
     class AuthMethod(models.TextChoices):
         BASIC = "basic", "Basic (user and password)"
         OAUTH = "oauth", "OAuth 2 (client id and secret)"
@@ -28,7 +25,8 @@ class NodeSettings(models.Model):
     node_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100, blank=True)
     public_url = models.URLField("Exalate URL", blank=True)
-    tracker = models.CharField(max_length=20, choices=Tracker.choices, default=Tracker.SERVICENOW)
+    #: A name in settings.TRACKER_ADAPTERS (trackers.registry); the form offers the installed ones.
+    tracker = models.CharField(max_length=20, default="servicenow")
     instance_url = models.URLField("Instance URL", blank=True)
     auth_method = models.CharField(
         max_length=10, choices=AuthMethod.choices, default=AuthMethod.BASIC
@@ -114,8 +112,13 @@ class Connection(models.Model):
     @property
     def remote_tracker_label(self) -> str:
         """The remote tracker's display name (``ServiceNow`` for ``servicenow``)."""
-        labels = dict(NodeSettings.Tracker.choices)
-        return labels.get(self.remote_tracker, self.remote_tracker)
+        from trackers.errors import TrackerError
+        from trackers.registry import adapter_class
+
+        try:
+            return adapter_class(self.remote_tracker).display_name or self.remote_tracker
+        except TrackerError:
+            return self.remote_tracker
 
     @property
     def is_local(self) -> bool:

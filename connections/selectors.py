@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from trackers.errors import TrackerError
+from trackers.interface import TrackerAdapter, TrackerConfig
+from trackers.registry import adapter_class, adapter_classes
+
 from .models import Connection, NodeSettings
 
 
@@ -38,40 +42,25 @@ def node_identity_get() -> NodeIdentity:
     )
 
 
-@dataclass(frozen=True)
-class TrackerConfig:
-    """How to reach this node's tracker. ``from_env`` is True when the environment set it.
+def environment_tracker_config() -> TrackerConfig | None:
+    """The tracker configuration the environment fixes (e.g. ``SERVICENOW_*``), or None.
 
-    ``password`` and ``client_secret`` are plaintext here: never log this object.
+    Each registered adapter class is asked (``TrackerAdapter.environment_config``); the
+    first that has one wins, so a scripted install needs no General settings.
     """
-
-    tracker: str
-    instance_url: str
-    auth_method: str
-    username: str
-    password: str
-    client_id: str
-    client_secret: str
-    from_env: bool
-
-    def __repr__(self) -> str:  # never print secrets
-        return f"TrackerConfig(tracker={self.tracker!r}, instance_url={self.instance_url!r}, auth_method={self.auth_method!r}, username={self.username!r}, from_env={self.from_env})"
+    for cls in adapter_classes().values():
+        config = cls.environment_config()
+        if config is not None:
+            return config
+    return None
 
 
 def tracker_config_get() -> TrackerConfig:
-    """Return the tracker settings: from the environment when SERVICENOW_INSTANCE_URL is set,
-    otherwise from General settings."""
-    if settings.SERVICENOW_INSTANCE_URL:
-        return TrackerConfig(
-            tracker="servicenow",
-            instance_url=settings.SERVICENOW_INSTANCE_URL,
-            auth_method=settings.SERVICENOW_AUTH,
-            username=settings.SERVICENOW_USERNAME,
-            password=settings.SERVICENOW_PASSWORD,
-            client_id=settings.SERVICENOW_CLIENT_ID,
-            client_secret=settings.SERVICENOW_CLIENT_SECRET,
-            from_env=True,
-        )
+    """Return the tracker settings: from the environment when it fixes them (the adapter says
+    which variables), otherwise from General settings."""
+    config = environment_tracker_config()
+    if config is not None:
+        return config
     node = node_settings_get()
     return TrackerConfig(
         tracker=node.tracker,
@@ -83,6 +72,49 @@ def tracker_config_get() -> TrackerConfig:
         client_secret=node.client_secret,
         from_env=False,
     )
+
+
+def tracker_adapter_get() -> TrackerAdapter:
+    """The adapter of this node's own tracker instance, built from its configuration.
+
+    ``adapter_class(config.tracker).from_config(config)``; raises TrackerError (admin words)
+    when no instance is configured yet or no adapter is registered for the tracker.
+    """
+    config = tracker_config_get()
+    cls = adapter_class(config.tracker or "servicenow")
+    if not config.instance_url:
+        raise TrackerError(
+            f"This node has no {cls.display_name or config.tracker} instance configured: "
+            "fill in General settings first."
+        )
+    return cls.from_config(config)
+
+
+def tracker_adapter_class_get() -> type[TrackerAdapter]:
+    """The adapter class of this node's tracker (labels, key rules) without building a client."""
+    return adapter_class(tracker_config_get().tracker or "servicenow")
+
+
+def settings_locked_fields() -> dict[str, str]:
+    """General settings fields the environment sets (scripted installs): shown read-only,
+    never saved from the page. Secrets map to '' (never shown)."""
+    locked: dict[str, str] = {}
+    if settings.NODE_NAME:
+        locked["name"] = settings.NODE_NAME
+    if settings.NODE_PUBLIC_URL:
+        locked["public_url"] = settings.NODE_PUBLIC_URL
+    config = environment_tracker_config()
+    if config is not None:
+        locked.update(
+            tracker=config.tracker,
+            instance_url=config.instance_url,
+            auth_method=config.auth_method,
+            username=config.username,
+            client_id=config.client_id,
+            password="",
+            client_secret="",
+        )
+    return locked
 
 
 def node_info_get() -> dict:

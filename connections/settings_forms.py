@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 from django import forms
 
+from trackers.registry import adapter_classes
+
 from .models import NodeSettings
 
 
@@ -44,7 +46,7 @@ class GeneralSettingsForm(forms.Form):
         required=False,
         help_text="This node's address as other nodes reach it. Leave empty if this node has no reachable URL (it will poll).",
     )
-    tracker = forms.ChoiceField(label="Tracker", choices=NodeSettings.Tracker.choices)
+    tracker = forms.ChoiceField(label="Tracker", choices=())
     instance_url = forms.CharField(
         label="Instance URL",
         max_length=200,
@@ -75,6 +77,9 @@ class GeneralSettingsForm(forms.Form):
 
     def __init__(self, *args, stored: NodeSettings, locked: dict[str, str], **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["tracker"].choices = [
+            (name, cls.display_name or name) for name, cls in adapter_classes().items()
+        ]
         self.stored = stored
         self.locked = locked
         for field_name, value in locked.items():

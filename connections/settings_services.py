@@ -7,10 +7,12 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from sync.adapters import TrackerError
+from trackers.errors import TrackerError
+from trackers.interface import TrackerConfig
+from trackers.registry import adapter_class
 
 from .models import NodeSettings
-from .selectors import TrackerConfig, node_settings_get
+from .selectors import node_settings_get
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +37,8 @@ def tracker_connection_test(*, config: TrackerConfig) -> tuple[bool, str]:
     The message says in words what failed (unreachable, wrong credentials, not a
     ServiceNow instance, missing read access) and never contains a secret.
     """
-    from servicenow_adapter.adapter import ServiceNowAdapter
-
     try:
-        adapter = ServiceNowAdapter.from_config(config)
+        adapter = adapter_class(config.tracker or "servicenow").from_config(config)
         return True, adapter.test_connection()
     except TrackerError as exc:
         logger.info("Test connection to %s failed: %s", config.instance_url, exc.__class__.__name__)

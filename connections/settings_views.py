@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import settings_services
-from .selectors import node_identity_get, node_settings_get
+from .selectors import node_identity_get, node_settings_get, settings_locked_fields
 from .settings_forms import GeneralSettingsForm
-
-
-def _locked_fields() -> dict[str, str]:
-    """Fields the environment sets (scripted installs): shown read-only, never saved from the page."""
-    locked: dict[str, str] = {}
-    if settings.NODE_NAME:
-        locked["name"] = settings.NODE_NAME
-    if settings.NODE_PUBLIC_URL:
-        locked["public_url"] = settings.NODE_PUBLIC_URL
-    if settings.SERVICENOW_INSTANCE_URL:
-        locked.update(
-            tracker="servicenow",
-            instance_url=settings.SERVICENOW_INSTANCE_URL,
-            auth_method=settings.SERVICENOW_AUTH,
-            username=settings.SERVICENOW_USERNAME,
-            client_id=settings.SERVICENOW_CLIENT_ID,
-            password="",
-            client_secret="",
-        )
-    return locked
 
 
 @login_required
@@ -40,7 +19,7 @@ def general_settings(request):
     ``action=save`` tests them and saves only when the test succeeds, ``action=rotate-webhook``
     makes a new inbound webhook token and shows it once."""
     stored = node_settings_get()
-    locked = _locked_fields()
+    locked = settings_locked_fields()
     new_webhook_token = None
     test_result = None
     if request.method == "POST":

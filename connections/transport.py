@@ -8,18 +8,18 @@ honouring ``retry_after``), :class:`NodeRequestRejected` is permanent (a 4xx ans
 
 from __future__ import annotations
 
-import email.utils
 import json as jsonlib
 import logging
 import threading
-import time
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 
+from trackers.retry_after import parse_retry_after
+
 from .models import Connection
 from .node_auth import NodeAuthError, sign_node_request
+from .url_guard import NodeAddressRefused, guard_node_url
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
@@ -70,45 +70,41 @@ def _session() -> requests.Session:
     return session
 
 
-def check_node_url(url: str) -> str:
-    """Return ``url`` without a trailing slash if it is an absolute http(s) URL.
+class NodeAddressBlocked(NodeTransportError):
+    """Permanent: the URL is one this node never requests (``connections.url_guard``):
+    not http(s), or a link-local, metadata, unspecified or deny-listed address."""
 
-    Raises ``NodeTransportError`` otherwise.
+
+def check_node_url(url: str, *, resolve_name: bool = True) -> str:
+    """Return the base URL (``scheme://host[:port]``) of ``url`` if this node may request it.
+
+    Every request to another node passes here (:func:`send`), so the address guard of
+    ``connections.url_guard`` applies to Initiate, Accept's handshake and all sync traffic.
+    ``resolve_name`` False skips the DNS lookup (see ``guard_node_url``). Raises
+    ``NodeAddressBlocked`` (a ``NodeTransportError``) saying why not.
     """
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise NodeTransportError(f"{url!r} is not an http:// or https:// URL of a node.")
-    return url.rstrip("/")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        return guard_node_url(url, resolve_name=resolve_name)
+    except NodeAddressRefused as exc:
+        raise NodeAddressBlocked(str(exc)) from None
 
 
 def error_text(response: requests.Response) -> str:
-    """The remote's ``{"error": ...}`` (or DRF ``{"detail": ...}``) text, else a short body excerpt."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
+    """The remote's error sentence when its body has the node API's own error shape
+    (``{"error": "<sentence>"}``, or DRF's ``{"detail": ...}``), cut to 300 characters;
+    otherwise only ``HTTP <status> <reason>``: an arbitrary body (a proxy's page, or what
+    some other server answers) is never shown to the admin."""
+    data = None
+    if "json" in (response.headers.get("Content-Type") or "").lower():
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
     if isinstance(data, dict):
         for key in ("error", "detail"):
-            if isinstance(data.get(key), str):
-                return data[key]
-    text = (response.text or "").strip()
-    return text[:200] if text else response.reason or ""
+            if isinstance(data.get(key), str) and data[key].strip():
+                return " ".join(data[key].split())[:300]
+    return f"HTTP {response.status_code} {response.reason or ''}".strip()
 
 
 def send(
@@ -129,7 +125,7 @@ def send(
     timeout, 5xx, 429) or ``NodeRequestRejected`` (other 4xx). Redirects are not followed
     (a node answers directly).
     """
-    url = check_node_url(base_url) + path
+    url = check_node_url(base_url) + path  # the address guard: every node request passes here
     all_headers = {"Accept": "application/json"}
     if content_type:
         all_headers["Content-Type"] = content_type

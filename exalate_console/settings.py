@@ -60,6 +60,12 @@ if NODE_PUBLIC_URL:
     if _host and _host not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
         ALLOWED_HOSTS.append(_host)
 
+# Tracker plugs: tracker name -> its adapter class (trackers/registry.py). A node serves one
+# of them (General settings' "tracker"); the engine never imports an adapter directly.
+TRACKER_ADAPTERS = {
+    "servicenow": "servicenow_adapter.adapter.ServiceNowAdapter",
+}
+
 # The tracker this node serves, for scripted installs (the settings page shows them read-only).
 SERVICENOW_INSTANCE_URL = env_url("SERVICENOW_INSTANCE_URL", "")
 SERVICENOW_AUTH = env_choice("SERVICENOW_AUTH", "basic", ("basic", "oauth"))
@@ -77,6 +83,10 @@ SYNC_POLL_INTERVAL = env_float("SYNC_POLL_INTERVAL", 20.0, minimum=0.5)
 CHANGE_POLL_INTERVAL = env_float("CHANGE_POLL_INTERVAL", 20.0, minimum=0.5)
 CHANGE_POLL_OVERLAP = env_float("CHANGE_POLL_OVERLAP", 120.0, minimum=0)
 NODE_REQUEST_TIMEOUT = env_float("NODE_REQUEST_TIMEOUT", 15.0, minimum=0.1)
+# The guard on node URLs (connections/url_guard.py): host names or CIDR ranges to let through
+# although the rules refuse them (link-local, metadata), and more to refuse. Comma-separated.
+NODE_URL_ALLOW = env_list("NODE_URL_ALLOW", [])
+NODE_URL_DENY = env_list("NODE_URL_DENY", [])
 # Sync engine (issue #5): how often the drain task looks for work whose Celery message was
 # lost, and how old such work must be first; the lease a worker holds on a twin or
 # connection; the retry backoff (doubling from the base, capped); events per delivery.
@@ -103,6 +113,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "exalate_console",
+    "trackers",
     "connections",
     "sync",
     "servicenow_adapter",
@@ -228,6 +239,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+# Caches. "shared" is seen by every process of this node (web and Celery workers): a
+# tracker instance's "busy until" after a 429 with Retry-After lives there. A directory
+# under VAR_DIR by default; CACHE_URL=redis://host:port/db when workers run on several hosts.
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL.startswith(("redis://", "rediss://"))
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    ),
 }
 
 # Celery. The default broker is kombu's file-system transport: nothing to install.

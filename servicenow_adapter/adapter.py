@@ -1,4 +1,4 @@
-"""``ServiceNowAdapter``: the ``sync.adapters.TrackerAdapter`` of a ServiceNow instance (incidents).
+"""``ServiceNowAdapter``: the ``trackers.interface.TrackerAdapter`` of a ServiceNow instance (incidents).
 
 Calls per operation (each one HTTP request when the data fits in one page of 500 rows):
 
@@ -9,23 +9,22 @@ get_entity             incident GET
 read_replica           incident GET + journal list + attachment list (+ one sys_user lookup for
                        authors not seen in the last hour by this process)
 stream_attachment      attachment ``/file`` GET, streamed
-create_entity          incident POST
-update_entity          incident PATCH
+create_entity          incident POST with ``correlation_id`` / ``correlation_display``
+update_entity          incident PATCH of the given fields only (none: no request)
 add_comment            incident PATCH ``comments`` + journal list to find the new entry's sys_id
 add_attachment         attachment ``/file`` POST, streamed
-create_entity_correlated  incident POST with ``correlation_id`` / ``correlation_display``
 find_entity_by_correlation  incident list ``correlation_id=<id>``
-update_entity_fields   incident PATCH of the given fields only (none: no request)
 list_changed           incident pages + attachment pages (key-set paging) (+ one incident list for
                        incidents whose only change is a new attachment)
 =====================  ===========================================================================
 
-Errors are the ``sync.adapters`` types; messages name the instance and the user, never
+Errors are the ``trackers.errors`` types; messages name the instance and the user, never
 the password or client secret.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -34,26 +33,28 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from sync.adapters import (
+from trackers.errors import (
     AmbiguousEntityKey,
-    ChangedEntity,
-    CreatedItem,
-    EntityRef,
-    NotATrackerInstance,
-    TrackerAdapter,
+    AttachmentRefused,
     TrackerAuthenticationError,
     TrackerBadRequest,
     TrackerError,
     TrackerNotFound,
     TrackerPermissionError,
-    TrackerUnreachable,
-    TransientTrackerError,
+)
+from trackers.interface import (
+    CreatedItem,
+    EntityRef,
+    TrackerAdapter,
+    TrackerConfig,
+    WebhookHint,
 )
 
-from . import errors, mapping
+from . import busy, errors, mapping
 from . import query as q
+from .changes import ChangeListing
+from .checks import ConnectionCheck
 from .client import (
-    NO_RETRY,
     SYS_ID,
     BasicCredentials,
     OAuthCredentials,
@@ -71,9 +72,12 @@ _AUTHORS_LOCK = threading.Lock()
 _RETURNED_COMMENTS: dict[str, None] = {}
 _RETURNED_LOCK = threading.Lock()
 _SYS_ID_IN_TEXT = re.compile(r"sys_id(?:=|%3D)([0-9a-f]{32})")
+#: What an incident number, sys_id or key may look like when typed (before any lookup).
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_NUMBER_TYPED = re.compile(r"[A-Za-z]{2,8}\d{3,}")
 
 
-class ServiceNowAdapter(TrackerAdapter):
+class ServiceNowAdapter(ConnectionCheck, ChangeListing, TrackerAdapter):
     """Reads and writes incidents of one ServiceNow instance through :class:`ServiceNowClient`.
 
     One adapter per task (not thread-safe); OAuth tokens and author names are shared
@@ -81,6 +85,12 @@ class ServiceNowAdapter(TrackerAdapter):
     """
 
     tracker = "servicenow"
+    display_name = "ServiceNow"
+    entity_label = "incident"
+    key_label = "incident number"
+    key_example = "INC0010001"
+    #: Basic mode for ServiceNow syncs incidents only: whatever arrives becomes an incident.
+    entity_types = ("incident",)
 
     def __init__(self, client: ServiceNowClient, *, author_lookup: bool = True):
         self.client = client
@@ -88,12 +98,75 @@ class ServiceNowAdapter(TrackerAdapter):
         self.username = client.credentials.username
         self.author_lookup = author_lookup
 
+    # -- the tracker itself (no instance needed) -------------------------------------------
+    @classmethod
+    def normalize_key(cls, key: str) -> str:
+        """An incident number as ServiceNow stores it: ``inc0010001`` → ``INC0010001``.
+
+        Only a number-shaped key (2–8 letters, then 3 or more digits) is upper-cased; a
+        sys_id (32 lowercase hex) or a record URL is passed through as typed.
+        """
+        key = (key or "").strip()
+        if _NUMBER_TYPED.fullmatch(key):
+            return key.upper()
+        return key
+
+    @classmethod
+    def key_problem(cls, key: str) -> str | None:
+        """Why a typed key cannot be an incident number or sys_id (admin words), or None."""
+        if not KEY_RE.match((key or "").strip()):
+            return (
+                "Enter an incident number such as INC0010001 "
+                "(letters, digits, '-', '_' or '.', at most 64)."
+            )
+        return None
+
+    @classmethod
+    def environment_config(cls) -> TrackerConfig | None:
+        """``SERVICENOW_INSTANCE_URL`` and its siblings, when set: the instance is fixed by the
+        environment (scripted installs) and General settings shows it read-only."""
+        if not getattr(settings, "SERVICENOW_INSTANCE_URL", ""):
+            return None
+        return TrackerConfig(
+            tracker="servicenow",
+            instance_url=settings.SERVICENOW_INSTANCE_URL,
+            auth_method=settings.SERVICENOW_AUTH,
+            username=settings.SERVICENOW_USERNAME,
+            password=settings.SERVICENOW_PASSWORD,
+            client_id=settings.SERVICENOW_CLIENT_ID,
+            client_secret=settings.SERVICENOW_CLIENT_SECRET,
+            from_env=True,
+        )
+
+    @classmethod
+    def parse_webhook(cls, body: bytes) -> list[WebhookHint]:
+        """The business rule's announcement ``{"sys_id": "...", "sys_mod_count": "7"}``.
+
+        ``sys_mod_count`` is optional (a string or a number, as ``current.sys_mod_count``
+        serialises). Raises ValueError saying what is wrong with the body.
+        """
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise ValueError('The body must be JSON: {"sys_id": "..."}.') from None
+        sys_id = data.get("sys_id") if isinstance(data, dict) else None
+        if not isinstance(sys_id, str) or not 1 <= len(sys_id) <= 64:
+            raise ValueError("sys_id is missing.")
+        mod_count = data.get("sys_mod_count")
+        try:
+            mod_count = int(mod_count) if mod_count not in (None, "") else None
+        except (TypeError, ValueError):
+            raise ValueError("sys_mod_count must be a whole number.") from None
+        return [WebhookHint(entity_id=sys_id, mod_count=mod_count)]
+
     @classmethod
     def from_config(cls, config) -> ServiceNowAdapter:
         """Build from ``connections.selectors.TrackerConfig`` (General settings or the environment).
 
         Timeout and retry budget come from SERVICENOW_TIMEOUT, SERVICENOW_RETRY_ATTEMPTS and
-        SERVICENOW_RETRY_MAX_SECONDS. Raises TrackerError when the configuration is incomplete.
+        SERVICENOW_RETRY_MAX_SECONDS. The client shares the node's "busy until" gate
+        (:mod:`servicenow_adapter.busy`): a 429's Retry-After holds every call from this
+        node, in every worker. Raises TrackerError when the configuration is incomplete.
         """
         if config.tracker and config.tracker != "servicenow":
             raise TrackerError(f"This node's tracker is {config.tracker!r}, not ServiceNow.")
@@ -126,117 +199,12 @@ class ServiceNowAdapter(TrackerAdapter):
             credentials=credentials,
             timeout=getattr(settings, "SERVICENOW_TIMEOUT", 30.0),
             retry=retry,
+            busy=busy.SHARED,
         )
         return cls(client)
 
     def __repr__(self) -> str:
         return f"ServiceNowAdapter({self.instance_url!r}, user={self.username!r})"
-
-    # -- checking the configuration ---------------------------------------------------------
-    def test_connection(self) -> str:
-        """Check URL, credentials and read access to incident, sys_journal_field and sys_attachment.
-
-        One try each, no retries (an admin is waiting). Returns a success message. Raises
-        TrackerUnreachable (no answer, or a hibernating instance), NotATrackerInstance
-        (an answer that is not ServiceNow's REST API), TrackerAuthenticationError (401),
-        TrackerPermissionError naming the table that cannot be read (403, or an ACL that
-        hides every row), TransientTrackerError (429/5xx: try again later).
-        """
-        where, who = self.instance_url, self.username
-        saved_retry, self.client.retry = self.client.retry, NO_RETRY
-        try:
-            try:
-                self.client.table_page(
-                    "incident", query="ORDERBYsys_id", fields=("sys_id",), limit=1
-                )
-            except TrackerNotFound as exc:
-                # ServiceNow's own 404 ("No Record found", with a detail) is an empty table the v1 way.
-                if not exc.detail:
-                    raise NotATrackerInstance(
-                        f"{where} answered 404 for the incident table: is this the address of a ServiceNow instance?"
-                    ) from None
-            except TrackerPermissionError as exc:
-                raise TrackerPermissionError(
-                    f"The user {who!r} cannot read the incident table on {where} (403 {exc.detail or exc.message}). "
-                    "Give it read access to incident, for example the itil role.",
-                    status=403,
-                    detail=exc.detail,
-                ) from None
-            self._check_readable(
-                "sys_journal_field", "comments and work notes (sys_journal_field)", None
-            )
-            self._check_readable(
-                "sys_attachment", "attachments (sys_attachment)", "/api/now/attachment"
-            )
-        except TrackerAuthenticationError as exc:
-            how = (
-                "OAuth client or the user's credentials"
-                if isinstance(self.client.credentials, OAuthCredentials)
-                else "user name and password"
-            )
-            raise TrackerAuthenticationError(
-                f"ServiceNow at {where} refused the {how} for {who!r} (401). Check them and try again.",
-                status=401,
-                detail=exc.detail,
-            ) from None
-        except errors.NonJSONAnswer as exc:
-            if exc.hibernating:
-                raise TrackerUnreachable(
-                    f"The instance {where} is hibernating. Wake it up from the ServiceNow developer portal, then test again."
-                ) from None
-            raise NotATrackerInstance(
-                f"{where} answered, but not like a ServiceNow instance: it sent a web page instead of the "
-                "REST API's JSON. Check the instance URL (https://<name>.service-now.com).",
-                status=exc.status,
-            ) from None
-        except NotATrackerInstance as exc:
-            raise NotATrackerInstance(
-                f"{where} answered, but not like a ServiceNow instance ({exc.message}). Check the instance URL.",
-                status=exc.status,
-            ) from None
-        except TrackerUnreachable as exc:
-            raise TrackerUnreachable(
-                f"Could not reach {where}: {exc.message.rsplit(': ', 1)[-1]}. "
-                "Check the instance URL and that this server can reach it."
-            ) from None
-        except TransientTrackerError as exc:
-            raise TransientTrackerError(
-                f"{where} could not answer now ({exc.message}). Try again in a minute.",
-                status=exc.status,
-                detail=exc.detail,
-                retry_after=exc.retry_after,
-            ) from None
-        finally:
-            self.client.retry = saved_retry
-        return (
-            f"Connected to {where} as {who}: incidents, comments (sys_journal_field) and "
-            "attachments (sys_attachment) can be read."
-        )
-
-    def _check_readable(self, table: str, label: str, path: str | None) -> None:
-        query = (
-            q.join(q.term("name", "=", "incident"), "ORDERBYsys_id")
-            if table == "sys_journal_field"
-            else "ORDERBYsys_id"
-        )
-        try:
-            page = self.client.table_page(
-                table, query=query, fields=("sys_id",), limit=1, path=path
-            )
-        except TrackerPermissionError as exc:
-            raise TrackerPermissionError(
-                f"The user {self.username!r} cannot read {label} on {self.instance_url} "
-                f"(403 {exc.detail or exc.message}). Grant it read access to {table}.",
-                status=403,
-                detail=exc.detail,
-            ) from None
-        except TrackerNotFound:
-            return  # an empty table answered the v1 way
-        if not page.rows and page.total:
-            raise TrackerPermissionError(
-                f"The user {self.username!r} cannot read {label} on {self.instance_url}: the instance counts "
-                f"{page.total} rows but returns none, so an ACL hides them. Grant it read access to {table}."
-            )
 
     # -- finding entities -------------------------------------------------------------------------
     def find_entity(self, key: str) -> EntityRef:
@@ -263,6 +231,8 @@ class ServiceNowAdapter(TrackerAdapter):
         )
         exact = [r for r in page.rows if mapping.value_of(r.get("number")).upper() == number]
         if not exact:
+            if page.total:  # the list counts rows that its ACLs then hide
+                raise self._hidden(f"An incident numbered {number}")
             raise TrackerNotFound(f"There is no incident {key} on {self.instance_url}.")
         if len(exact) > 1:
             ids = [mapping.value_of(r["sys_id"]) for r in exact]
@@ -278,15 +248,46 @@ class ServiceNowAdapter(TrackerAdapter):
         try:
             row = self.client.table_get("incident", entity_id, fields=("sys_id", "number"))
         except TrackerNotFound:
-            raise TrackerNotFound(
-                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-            ) from None
+            raise self._missing(entity_id) from None
         return self._ref(row)
+
+    def _missing(self, entity_id: str) -> TrackerError:
+        """The error for a 404 on incident ``entity_id``: TrackerNotFound, or TrackerPermissionError
+        when the incident exists but an ACL hides it from the integration user.
+
+        A 404 means "Record doesn't exist or ACL restricts the record retrieval"; one list
+        ``sys_id=<id>`` tells them apart, since the list counts (``X-Total-Count``) rows its
+        read ACLs then leave out (ServiceNow docs, Table API: the limit is applied before ACLs).
+        """
+        gone = TrackerNotFound(
+            f"There is no incident with sys_id {entity_id} on {self.instance_url}."
+        )
+        if not SYS_ID.match(entity_id or ""):
+            return gone
+        try:
+            page = self.client.table_page(
+                "incident", query=q.term("sys_id", "=", entity_id), fields=("sys_id",), limit=1
+            )
+        except TrackerError:
+            return gone
+        if not page.rows and page.total:
+            return self._hidden(f"The incident with sys_id {entity_id}")
+        return gone
+
+    def _hidden(self, what: str) -> TrackerPermissionError:
+        return TrackerPermissionError(
+            f"{what} exists on {self.instance_url}, but the user {self.username!r} may not read it: "
+            "an ACL hides it. Give that user read access to the incident (the incident table's "
+            "read ACL, for example through the itil role)."
+        )
 
     def _ref(self, row: dict) -> EntityRef:
         sys_id = mapping.value_of(row.get("sys_id"))
         return EntityRef(
-            id=sys_id, key=mapping.value_of(row.get("number")), url=self.entity_url(sys_id)
+            id=sys_id,
+            key=mapping.value_of(row.get("number")),
+            url=self.entity_url(sys_id),
+            entity_type="incident",
         )
 
     def entity_url(self, entity_id: str) -> str:
@@ -297,21 +298,38 @@ class ServiceNowAdapter(TrackerAdapter):
     def read_replica(self, entity_id: str) -> dict:
         """The replica v1 of an incident: fields, public comments (no work notes) and attachment metadata.
 
-        Three requests when each list fits one page: incident GET, ``sys_journal_field``
-        list (element ``comments``), attachment list. Raises TrackerNotFound and the
-        other tracker errors.
+        Three requests when each list fits one page: incident GET (with
+        ``sysparm_display_value=all``, so ``comments`` also carries its display value: the
+        order people see same-second comments in), ``sys_journal_field`` list (element
+        ``comments``), attachment list. Raises TrackerNotFound, TrackerPermissionError (an
+        ACL hides the incident; or the incident shows comments but ``sys_journal_field``
+        returns none: no read access to the journal, which the instance answers with 200
+        and no rows instead of an error) and the other tracker errors.
         """
         try:
-            incident = self.client.table_get("incident", entity_id, fields=INCIDENT_FIELDS)
+            incident = self.client.table_get(
+                "incident", entity_id, fields=(*INCIDENT_FIELDS, "comments"), display_value="all"
+            )
         except TrackerNotFound:
-            raise TrackerNotFound(
-                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-            ) from None
+            raise self._missing(entity_id) from None
         journal = self.client.journal_list(entity_id, elements=("comments",))
+        shown = mapping.journal_display_entries(mapping.display_of(incident.get("comments")))
+        if shown and not journal:
+            number = mapping.value_of(incident.get("number")) or entity_id
+            raise TrackerPermissionError(
+                f"The comments of {number} on {self.instance_url} cannot be read: the incident shows "
+                f"{len(shown)} comment(s), but sys_journal_field returns none to {self.username!r}. "
+                f"Give {self.username!r} read access to the sys_journal_field table (its read ACL)."
+            )
         attachments = self.client.attachment_list("incident", entity_id)
         names = self._author_names({mapping.value_of(r.get("sys_created_by")) for r in journal})
         return mapping.incident_to_replica(
-            incident, journal, attachments, instance_url=self.instance_url, author_names=names
+            incident,
+            journal,
+            attachments,
+            instance_url=self.instance_url,
+            author_names=names,
+            integration_user=self.username,
         )
 
     def _author_names(self, user_names: set[str]) -> dict[str, str]:
@@ -342,21 +360,7 @@ class ServiceNowAdapter(TrackerAdapter):
         return self.client.attachment_download(attachment_id, chunk_size=chunk_size)
 
     # -- writing ---------------------------------------------------------------------------------
-    def create_entity(self, *, summary: str, description: str, entity_type: str) -> EntityRef:
-        """Create an incident (``POST /api/now/table/incident``) whatever ``entity_type`` is.
-
-        ServiceNow in Basic mode syncs incidents only; the instance cuts a summary over
-        160 characters. Raises TrackerBadRequest, TrackerPermissionError and transient errors.
-        """
-        fields = mapping.replica_to_incident_fields(
-            {"summary": summary, "description": description}
-        )
-        row = self.client.table_create("incident", fields, fields=("sys_id", "number"))
-        return self._ref(row)
-
-    entity_types = ("incident",)
-
-    def create_entity_correlated(
+    def create_entity(
         self,
         *,
         summary: str,
@@ -364,11 +368,16 @@ class ServiceNowAdapter(TrackerAdapter):
         entity_type: str,
         correlation_id: str,
         correlation_display: str,
+        project: str = "",
     ) -> EntityRef:
-        """Create an incident carrying ``correlation_id`` and ``correlation_display`` (one POST).
+        """Create an incident (``POST /api/now/table/incident``, one request) whatever
+        ``entity_type`` is: Basic mode for ServiceNow syncs incidents only.
 
-        These are ServiceNow's fields for an integration's own key (100 characters each);
-        :meth:`find_entity_by_correlation` finds the incident again after a crash.
+        It carries ``correlation_id`` and ``correlation_display``, ServiceNow's fields for an
+        integration's own key (100 characters each), so :meth:`find_entity_by_correlation`
+        finds the incident again after a crash. The instance cuts a summary over 160
+        characters. ``project`` is ignored (ServiceNow has no projects). Raises
+        TrackerBadRequest, TrackerPermissionError and transient errors.
         """
         fields = mapping.replica_to_incident_fields(
             {"summary": summary, "description": description}
@@ -379,7 +388,9 @@ class ServiceNowAdapter(TrackerAdapter):
         row = self.client.table_create("incident", fields, fields=("sys_id", "number"))
         return self._ref(row)
 
-    def find_entity_by_correlation(self, correlation_id: str) -> EntityRef | None:
+    def find_entity_by_correlation(
+        self, correlation_id: str, *, project: str = ""
+    ) -> EntityRef | None:
         """The incident whose ``correlation_id`` equals ``correlation_id`` (oldest if several), or None.
 
         One ``GET /api/now/table/incident?sysparm_query=correlation_id=<escaped>``; rows are
@@ -399,35 +410,22 @@ class ServiceNowAdapter(TrackerAdapter):
         exact = [r for r in page.rows if mapping.value_of(r.get("correlation_id")) == wanted]
         return self._ref(exact[0]) if exact else None
 
-    def update_entity_fields(
+    def update_entity(
         self, entity_id: str, *, summary: str | None = None, description: str | None = None
     ) -> None:
-        """Set only the fields given (None: leave as it is) with one PATCH; nothing given, no request."""
+        """Set only the fields given (None: leave as it is) with one
+        ``PATCH /api/now/table/incident/{sys_id}``; nothing given, no request."""
         fields = {}
         if summary is not None:
-            fields["short_description"] = summary
+            fields["short_description"] = str(summary)
         if description is not None:
-            fields["description"] = description
+            fields["description"] = str(description)
         if not fields:
             return
         try:
             self.client.table_update("incident", entity_id, fields, fields=("sys_id",))
         except TrackerNotFound:
-            raise TrackerNotFound(
-                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-            ) from None
-
-    def update_entity(self, entity_id: str, *, summary: str, description: str) -> None:
-        """Set ``short_description`` and ``description`` (``PATCH /api/now/table/incident/{sys_id}``)."""
-        fields = mapping.replica_to_incident_fields(
-            {"summary": summary, "description": description}
-        )
-        try:
-            self.client.table_update("incident", entity_id, fields, fields=("sys_id",))
-        except TrackerNotFound:
-            raise TrackerNotFound(
-                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-            ) from None
+            raise self._missing(entity_id) from None
 
     def add_comment(self, entity_id: str, *, body: str, author: str) -> CreatedItem:
         """Add a public comment, its first line ``[<author> wrote]``; returns the journal entry's sys_id.
@@ -450,9 +448,7 @@ class ServiceNowAdapter(TrackerAdapter):
                 fields=("sys_id", "sys_updated_on", "number"),
             )
         except TrackerNotFound:
-            raise TrackerNotFound(
-                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-            ) from None
+            raise self._missing(entity_id) from None
         written = (
             mapping.parse_datetime(row.get("sys_updated_on", "")) or datetime.now().astimezone()
         )
@@ -493,8 +489,10 @@ class ServiceNowAdapter(TrackerAdapter):
         """Upload an attachment from byte chunks, streamed, with its real Content-Type; returns its sys_id.
 
         ``POST /api/now/attachment/file?table_name=incident&table_sys_id=…&file_name=…``.
-        Raises TrackerBadRequest (no file name), TrackerNotFound (no such incident),
-        TransientTrackerError (including a SHA-256 mismatch).
+        Raises TrackerBadRequest (no file name), AttachmentRefused (the instance refused this
+        file: over ``com.glide.attachment.max_size`` gives ``too_large``, or another 400/413
+        on the upload), TrackerNotFound / TrackerPermissionError (no such incident, or one an
+        ACL hides), TransientTrackerError (including a SHA-256 mismatch).
         """
         if not (file_name or "").strip():
             raise TrackerBadRequest("An attachment needs a file name.")
@@ -507,126 +505,12 @@ class ServiceNowAdapter(TrackerAdapter):
                 chunks=chunks,
             )
         except TrackerNotFound:
-            raise TrackerNotFound(
-                f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-            ) from None
+            raise self._missing(entity_id) from None
+        except AttachmentRefused:
+            raise
+        except TrackerBadRequest as exc:
+            raise errors.attachment_refused(exc, file_name, self.instance_url) from None
         return CreatedItem(id=mapping.value_of(result.get("sys_id")))
-
-    # -- change detection ------------------------------------------------------------------------
-    def list_changed(self, *, since: datetime, overlap_seconds: float) -> list[ChangedEntity]:
-        """Incidents updated at or after ``since - overlap_seconds``, deduplicated on (sys_id, sys_mod_count).
-
-        Reads incidents with ``sys_updated_on>=<UTC literal>`` and attachments of incidents
-        the same way (a new attachment does not touch the incident's own
-        ``sys_updated_on``). Both use key-set paging on (sys_updated_on, sys_id), so a row
-        updated while pages are read is never skipped (offset paging would skip one).
-        An incident whose only change is a new attachment is listed with its current
-        ``sys_mod_count`` and the attachment's time as ``updated``. Ordered by updated, id.
-        """
-        lower = q.sn_datetime(since - timedelta(seconds=max(0.0, float(overlap_seconds))))
-        rows = self._keyset(
-            "incident", "", lower, fields=("sys_id", "sys_mod_count", "sys_updated_on"), path=None
-        )
-        attachment_rows = self._keyset(
-            "sys_attachment",
-            q.term("table_name", "=", "incident"),
-            lower,
-            fields=("sys_id", "table_sys_id", "sys_updated_on"),
-            path="/api/now/attachment",
-        )
-        latest: dict[str, str] = {}
-        for a in attachment_rows:
-            parent, updated = (
-                mapping.value_of(a.get("table_sys_id")),
-                mapping.value_of(a.get("sys_updated_on")),
-            )
-            if SYS_ID.match(parent) and updated > latest.get(parent, ""):
-                latest[parent] = updated
-        if latest:
-            counts = {
-                mapping.value_of(r["sys_id"]): mapping.value_of(r.get("sys_mod_count"))
-                for r in rows
-            }
-            missing = sorted(set(latest) - set(counts))
-            for start in range(0, len(missing), 100):
-                chunk = missing[start : start + 100]
-                found = self.client.table_list(
-                    "incident",
-                    query=q.term("sys_id", "IN", q.in_list(chunk)),
-                    fields=("sys_id", "sys_mod_count"),
-                    order=("sys_id",),
-                )
-                counts.update(
-                    {
-                        mapping.value_of(r["sys_id"]): mapping.value_of(r.get("sys_mod_count"))
-                        for r in found
-                    }
-                )
-            for parent, updated in latest.items():
-                if parent in counts:
-                    rows.append(
-                        {
-                            "sys_id": parent,
-                            "sys_mod_count": counts[parent],
-                            "sys_updated_on": updated,
-                        }
-                    )
-        return mapping.changed_entities(rows)
-
-    def _keyset(
-        self, table: str, base: str, lower: str, *, fields: tuple[str, ...], path: str | None
-    ) -> list[dict]:
-        """Rows with ``sys_updated_on >= lower``, paged by the key (sys_updated_on, sys_id).
-
-        Each next page asks for ``sys_updated_on>=T^sys_updated_on>T^ORsys_id>S`` (that is
-        T' >= T and (T' > T or id > S)) from the last row seen. When ACLs empty a whole
-        page while ``X-Total-Count`` says more rows exist, the offset moves past it instead.
-        """
-        order = "ORDERBYsys_updated_on^ORDERBYsys_id"
-        limit = self.client.page_size
-        cursor: tuple[str, str] | None = None
-        offset, out = 0, []
-        for _ in range(100_000):
-            if cursor is None:
-                condition = q.term("sys_updated_on", ">=", lower)
-            else:
-                stamp, last_id = cursor
-                condition = q.join(
-                    q.term("sys_updated_on", ">=", stamp),
-                    q.term("sys_updated_on", ">", stamp) + "^OR" + q.term("sys_id", ">", last_id),
-                )
-            try:
-                page = self.client.table_page(
-                    table,
-                    query=q.join(base, condition, order),
-                    fields=fields,
-                    limit=limit,
-                    offset=offset,
-                    path=path,
-                )
-            except errors.TransactionCancelled:
-                if limit <= 10:
-                    raise
-                limit = max(10, limit // 2)
-                continue
-            out.extend(page.rows)
-            window_end = offset + limit
-            if page.rows:
-                last = page.rows[-1]
-                cursor = (
-                    mapping.value_of(last.get("sys_updated_on")),
-                    mapping.value_of(last.get("sys_id")),
-                )
-                offset = 0
-                if (page.total is not None and page.total <= window_end) or (
-                    page.total is None and not page.has_next
-                ):
-                    return out
-            elif page.total is not None and page.total > window_end:
-                offset = window_end
-            else:
-                return out
-        return out
 
 
 def _normalise(text: str) -> str:

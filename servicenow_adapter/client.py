@@ -3,7 +3,7 @@
 One :class:`ServiceNowClient` talks to one instance over one ``requests.Session``.
 Every call has a timeout, no cookies are kept (a session cookie would serialise
 parallel requests on one node and can get them dropped with 202), and failures become
-the tracker errors of ``sync.adapters`` (see ``servicenow_adapter.errors``).
+the tracker errors of ``trackers.errors`` (see ``servicenow_adapter.errors``).
 
 Retries: transient errors are retried with exponential backoff and jitter, waiting what
 ``Retry-After`` or ``X-RateLimit-Reset`` asks when given, bounded by
@@ -22,22 +22,19 @@ the same instance and credentials. A 401 triggers one refresh and one retry; a s
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.cookiejar
 import logging
 import random
 import re
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from sync.adapters import (
-    TrackerAuthenticationError,
+from trackers.errors import (
     TrackerError,
     TrackerUnreachable,
     TransientTrackerError,
@@ -45,6 +42,10 @@ from sync.adapters import (
 
 from . import errors
 from . import query as q
+from .auth import Authentication, BasicCredentials, OAuthCredentials
+from .busy import BusyGate
+
+__all__ = ["BasicCredentials", "OAuthCredentials", "RetryPolicy", "ServiceNowClient"]
 
 log = logging.getLogger(__name__)
 
@@ -92,56 +93,15 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
-@dataclass
-class _Token:
-    access: str = ""
-    refresh: str = ""
-    expires_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_TOKENS: dict[tuple[str, str, str, str], _Token] = {}
-_TOKENS_LOCK = threading.Lock()
-
-
-class OAuthCredentials:
-    """OAuth 2 password-grant credentials; the token is cached per process for these credentials."""
-
-    def __init__(self, *, client_id: str, client_secret: str, username: str, password: str):
-        self.client_id, self.client_secret = client_id, client_secret
-        self.username, self.password = username, password
-
-    def __repr__(self) -> str:
-        return f"OAuthCredentials(client_id={self.client_id!r}, username={self.username!r})"
-
-    def token_slot(self, instance_url: str) -> _Token:
-        fingerprint = hashlib.sha256(f"{self.password}\0{self.client_secret}".encode()).hexdigest()
-        key = (instance_url, self.client_id, self.username, fingerprint)
-        with _TOKENS_LOCK:
-            return _TOKENS.setdefault(key, _Token())
-
-
-class BasicCredentials:
-    """User name and password sent with every request (Basic authentication, UTF-8)."""
-
-    def __init__(self, *, username: str, password: str):
-        self.username, self.password = username, password
-
-    def __repr__(self) -> str:
-        return f"BasicCredentials(username={self.username!r})"
-
-    def header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-class ServiceNowClient:
+class ServiceNowClient(Authentication):
     """HTTP client of one ServiceNow instance.
 
     ``instance_url``: ``https://<instance>.service-now.com`` (no trailing slash needed).
     ``credentials``: :class:`BasicCredentials` or :class:`OAuthCredentials`.
     ``timeout``: seconds for connecting and for each read. ``page_size``: rows per list
     request. ``calls`` counts the HTTP requests sent (retries and token requests included).
+    ``busy``: a :class:`~servicenow_adapter.busy.BusyGate`; after a 429 with ``Retry-After``
+    no request goes out until that time, from any client sharing the gate (None: no gate).
     Not thread-safe: use one client per thread (tokens are still shared).
     """
 
@@ -154,6 +114,7 @@ class ServiceNowClient:
         retry: RetryPolicy | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         session: requests.Session | None = None,
+        busy: BusyGate | None = None,
     ):
         self.base = instance_url.rstrip("/")
         self.credentials = credentials
@@ -164,83 +125,10 @@ class ServiceNowClient:
         self.session.cookies.set_policy(_NoCookies())
         self.session.trust_env = False
         self.calls = 0
+        self.busy = busy
 
     def __repr__(self) -> str:
         return f"ServiceNowClient({self.base!r}, {self.credentials!r})"
-
-    # -- authentication -------------------------------------------------------------------
-    def _authorization(self) -> str:
-        if isinstance(self.credentials, BasicCredentials):
-            return self.credentials.header()
-        slot = self.credentials.token_slot(self.base)
-        with slot.lock:
-            if not slot.access or slot.expires_at <= time.time() + 30:
-                self._oauth_fetch(slot, use_refresh=bool(slot.refresh))
-            return f"Bearer {slot.access}"
-
-    def _oauth_refresh(self, used_header: str) -> None:
-        """After a 401 with a bearer token: refresh it once (unless another thread already did)."""
-        slot = self.credentials.token_slot(self.base)
-        with slot.lock:
-            if f"Bearer {slot.access}" == used_header:
-                self._oauth_fetch(slot, use_refresh=bool(slot.refresh))
-
-    def _oauth_fetch(self, slot: _Token, *, use_refresh: bool) -> None:
-        """Get a token: refresh_token grant when we have one (falling back to the password grant)."""
-        creds: OAuthCredentials = self.credentials  # type: ignore[assignment]
-        form = {"client_id": creds.client_id, "client_secret": creds.client_secret}
-        if use_refresh:
-            answer = self._token_request(
-                {**form, "grant_type": "refresh_token", "refresh_token": slot.refresh}
-            )
-            if answer is not None:
-                slot.access = answer["access_token"]
-                slot.refresh = answer.get("refresh_token") or slot.refresh
-                slot.expires_at = time.time() + float(answer.get("expires_in") or 1800)
-                return
-        answer = self._token_request(
-            {
-                **form,
-                "grant_type": "password",
-                "username": creds.username,
-                "password": creds.password,
-            }
-        )
-        if answer is None:
-            slot.access, slot.refresh, slot.expires_at = "", "", 0.0
-            raise TrackerAuthenticationError(
-                "ServiceNow refused the OAuth token request: check the client id, client secret, "
-                "user name and password.",
-                status=401,
-            )
-        slot.access = answer["access_token"]
-        slot.refresh = answer.get("refresh_token", "")
-        slot.expires_at = time.time() + float(answer.get("expires_in") or 1800)
-
-    def _token_request(self, form: dict) -> dict | None:
-        """POST /oauth_token.do (form-encoded); the token JSON, or None when the grant is refused."""
-        what = "POST /oauth_token.do"
-        try:
-            self.calls += 1
-            response = self.session.post(
-                f"{self.base}/oauth_token.do",
-                data=form,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise TrackerUnreachable(
-                f"Could not reach {self.base} for an OAuth token: {_reason(exc)}"
-            ) from None
-        if response.status_code in (400, 401, 403):
-            return None
-        payload = errors.parse_json(response)
-        if response.status_code >= 300:
-            raise errors.error_for(response, payload, what)
-        if not isinstance(payload, dict) or "access_token" not in payload:
-            raise errors.NotATrackerInstance(f"The answer to {what} carries no access_token.")
-        return payload
 
     # -- the request loop -------------------------------------------------------------------
     def request(
@@ -263,7 +151,7 @@ class ServiceNowClient:
         ``path`` starts with ``/api/now``. JSON is parsed unless ``stream`` is set (then
         None is returned and the caller reads the body). ``idempotent`` defaults to True for
         GET/HEAD; ``replayable`` False (a body from a stream) disables all retries.
-        Raises the ``sync.adapters`` errors described in ``servicenow_adapter.errors``.
+        Raises the ``trackers.errors`` errors described in ``servicenow_adapter.errors``.
         """
         policy = retry or self.retry
         idempotent = method in ("GET", "HEAD") if idempotent is None else idempotent
@@ -273,8 +161,22 @@ class ServiceNowClient:
         while True:
             attempt += 1
             sent_headers = {"Accept": "application/json", **(headers or {})}
-            sent_headers["Authorization"] = self._authorization()
             not_processed = False
+            waiting = self.busy.remaining(self.base) if self.busy is not None else 0.0
+            if waiting > 0:
+                # The instance asked every caller to wait (429 Retry-After): do not call it.
+                error: TrackerError = TransientTrackerError(
+                    f"ServiceNow at {self.base} asked to wait {waiting:.0f} s more (429 Retry-After) before {what}",
+                    status=429,
+                    retry_after=waiting,
+                )
+                if not replayable or attempt >= policy.max_attempts:
+                    raise error
+                if time.monotonic() - started + waiting > policy.max_total_seconds:
+                    raise error
+                time.sleep(waiting)
+                continue
+            sent_headers["Authorization"] = self._authorization()
             try:
                 self.calls += 1
                 response = self.session.request(
@@ -289,9 +191,9 @@ class ServiceNowClient:
                     allow_redirects=False,
                 )
             except requests.RequestException as exc:
-                not_processed = _not_sent(exc)
-                error: TrackerError = TrackerUnreachable(
-                    f"Could not reach the ServiceNow instance {self.base} ({what}): {_reason(exc)}"
+                not_processed = errors.not_sent(exc)
+                error = TrackerUnreachable(
+                    f"Could not reach the ServiceNow instance {self.base} ({what}): {errors.failure_reason(exc)}"
                 )
             else:
                 if (
@@ -314,6 +216,13 @@ class ServiceNowClient:
                     not_processed = response.status_code == 429 or (
                         isinstance(exc, errors.NonJSONAnswer) and exc.hibernating
                     )
+                    if (
+                        response.status_code == 429
+                        and self.busy is not None
+                        and isinstance(exc, TransientTrackerError)
+                        and exc.retry_after
+                    ):
+                        self.busy.mark(self.base, exc.retry_after)
             if not isinstance(error, TransientTrackerError):
                 raise error
             if isinstance(error, errors.TransactionCancelled) and not retry_cancelled:
@@ -573,7 +482,7 @@ class ServiceNowClient:
             yield from response.iter_content(chunk_size=chunk_size)
         except requests.RequestException as exc:
             raise TransientTrackerError(
-                f"Download of attachment {sys_id} broke off: {_reason(exc)}"
+                f"Download of attachment {sys_id} broke off: {errors.failure_reason(exc)}"
             ) from None
         finally:
             response.close()
@@ -629,36 +538,9 @@ def _read_params(fields: Iterable[str], display_value: str) -> dict:
 
 
 def _check_sys_id(sys_id: str) -> None:
-    from sync.adapters import TrackerNotFound
+    from trackers.errors import TrackerNotFound
 
     if not isinstance(sys_id, str) or not SYS_ID.match(sys_id):
         raise TrackerNotFound(
             f"{sys_id!r} is not a ServiceNow sys_id (32 lowercase hex characters)."
         )
-
-
-def _not_sent(exc: requests.RequestException) -> bool:
-    """True when the request surely never reached the instance (refused or timed-out connect)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    text = repr(exc)
-    return isinstance(exc, requests.ConnectionError) and (
-        "NewConnectionError" in text
-        or "Connection refused" in text
-        or "NameResolutionError" in text
-    )
-
-
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
-        return "the connection timed out"
-    if isinstance(exc, requests.Timeout):
-        return "no answer within the timeout"
-    text = repr(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "NameResolutionError" in text or "Name or service not known" in text:
-        return "the host name does not resolve"
-    if "SSLError" in text or isinstance(exc, requests.exceptions.SSLError):
-        return "the TLS handshake failed"
-    return exc.__class__.__name__

@@ -1,4 +1,4 @@
-"""Turning ServiceNow answers into the tracker error types of ``sync.adapters``.
+"""Turning ServiceNow answers into the tracker error types of ``trackers.errors``.
 
 Transient (retry later): timeouts and connection errors, 429, 5xx, a GET answered 202
 (requests queued on one session), a non-JSON page (a hibernating developer instance,
@@ -12,12 +12,12 @@ response codes"; error envelope ``{"error": {"message", "detail"}, "status": "fa
 from __future__ import annotations
 
 import json
-import time
-from email.utils import parsedate_to_datetime
+import re
 
 import requests
 
-from sync.adapters import (
+from trackers.errors import (
+    AttachmentRefused,
     NotATrackerInstance,
     TrackerAuthenticationError,
     TrackerBadRequest,
@@ -26,6 +26,7 @@ from sync.adapters import (
     TrackerPermissionError,
     TransientTrackerError,
 )
+from trackers.retry_after import parse_retry_after, rate_limit_reset_seconds
 
 QUOTA_TEXT = "maximum execution time exceeded"
 
@@ -46,23 +47,14 @@ class NonJSONAnswer(TransientTrackerError):
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset`` (epoch)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    reset = response.headers.get("X-RateLimit-Reset", "").strip()
-    if reset:
-        try:
-            return max(0.0, float(reset) - time.time())
-        except ValueError:
-            return None
-    return None
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset`` (epoch).
+
+    Both parsed by the project's one parser, ``trackers.retry_after``.
+    """
+    seconds = parse_retry_after(response.headers.get("Retry-After"))
+    if seconds is not None:
+        return seconds
+    return rate_limit_reset_seconds(response.headers.get("X-RateLimit-Reset"))
 
 
 def envelope_error(payload) -> tuple[str, str]:
@@ -149,4 +141,60 @@ def result_of(payload, response: requests.Response, what: str):
         f"The answer to {what} is JSON but not a ServiceNow result (no 'result' envelope).",
         status=response.status_code,
         detail=message,
+    )
+
+
+def not_sent(exc: requests.RequestException) -> bool:
+    """True when the request surely never reached the instance (refused or timed-out connect)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    text = repr(exc)
+    return isinstance(exc, requests.ConnectionError) and (
+        "NewConnectionError" in text
+        or "Connection refused" in text
+        or "NameResolutionError" in text
+    )
+
+
+def failure_reason(exc: requests.RequestException) -> str:
+    """A few words for why a request failed without an answer (for admin messages)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
+    text = repr(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return "the host name does not resolve"
+    if "SSLError" in text or isinstance(exc, requests.exceptions.SSLError):
+        return "the TLS handshake failed"
+    return exc.__class__.__name__
+
+
+_SIZE_WORDS = re.compile(r"max_size|maximum (?:attachment |file )?size|too large|exceeds", re.I)
+
+
+def attachment_refused(
+    exc: TrackerBadRequest, file_name: str, instance_url: str
+) -> AttachmentRefused:
+    """An upload's 400/413 as AttachmentRefused; ``too_large`` when it names the size limit.
+
+    ServiceNow refuses files over ``com.glide.attachment.max_size`` (1024 MB by default;
+    docs, Attachment API); the refusal is a client error on the upload only, so the rest
+    of the incident can go on.
+    """
+    said = " ".join(p for p in (exc.detail, exc.message) if p)
+    too_large = exc.status == 413 or bool(_SIZE_WORDS.search(said))
+    reason = (
+        f"over the instance's maximum attachment size (com.glide.attachment.max_size): {exc.detail}"
+        if too_large and exc.detail
+        else exc.detail or exc.message
+    )
+    return AttachmentRefused(
+        f"{instance_url} refused the attachment {file_name!r}: {reason}",
+        reason=reason,
+        too_large=too_large,
+        status=exc.status,
+        detail=exc.detail,
     )

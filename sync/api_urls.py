@@ -24,5 +24,5 @@ urlpatterns = [
         views.AttachmentApi.as_view(),
         name="api-node-sync-attachment",
     ),
-    path("webhooks/servicenow/", views.ServiceNowWebhook.as_view(), name="api-webhook-servicenow"),
+    path("webhooks/<slug:tracker>/", views.TrackerWebhook.as_view(), name="api-webhook"),
 ]

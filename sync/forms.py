@@ -1,37 +1,47 @@
-"""Forms of the sync pages: the incident number to exalate, on one connection or a chosen one."""
+"""Forms of the sync pages: the entity key to exalate, on one connection or a chosen one.
+
+What a key looks like is the tracker's business: the label, the example, the check and
+the normalisation come from this node's adapter class (``TrackerAdapter.key_label``,
+``key_example``, ``key_problem``, ``normalize_key``; ServiceNow: an incident number such
+as INC0010001, typed in any case).
+"""
 
 from __future__ import annotations
 
-import re
-
 from django import forms
 
+from connections.selectors import tracker_adapter_class_get
+
 from .selectors import exalatable_connections
-from .services import KEY_RE
 
 
 class ExalateNumberForm(forms.Form):
-    """``number``: the incident number typed by the admin (e.g. INC0010001)."""
+    """``number``: the entity key typed by the admin (ServiceNow: an incident number, e.g. INC0010001)."""
 
     number = forms.CharField(
         label="Incident number",
         max_length=64,
-        widget=forms.TextInput(attrs={"placeholder": "INC0010001", "autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tracker = tracker_adapter_class_get()
+        field = self.fields["number"]
+        field.label = self.tracker.key_label[:1].upper() + self.tracker.key_label[1:]
+        if self.tracker.key_example:
+            field.widget.attrs["placeholder"] = self.tracker.key_example
 
     def clean_number(self) -> str:
         value = self.cleaned_data["number"].strip()
-        if not KEY_RE.match(value):
-            raise forms.ValidationError(
-                "Enter an incident number such as INC0010001 (letters, digits, '-', '_' or '.')."
-            )
-        if re.fullmatch(r"[A-Za-z]{2,8}\d{3,}", value):  # a number typed in lower case: INC0010001
-            value = value.upper()
-        return value
+        problem = self.tracker.key_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return self.tracker.normalize_key(value)
 
 
 class ExalateForm(ExalateNumberForm):
-    """The Entity sync status form: an active connection and an incident number."""
+    """The Entity sync status form: an active connection and an entity key."""
 
     connection = forms.ModelChoiceField(queryset=None, empty_label=None, label="Connection")
 
@@ -46,6 +56,11 @@ class ExalateForm(ExalateNumberForm):
 
 
 class TwinLookupForm(forms.Form):
-    """``q``: a number or sys_id to look up among the twins."""
+    """``q``: a key or entity id (ServiceNow: number or sys_id) to look up among the twins."""
 
     q = forms.CharField(label="Incident number", max_length=64, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        key_label = tracker_adapter_class_get().key_label
+        self.fields["q"].label = key_label[:1].upper() + key_label[1:]

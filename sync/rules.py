@@ -20,11 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Entity types each tracker can create, for trackers whose adapter does not say.
-TRACKER_ENTITY_TYPES: dict[str, tuple[str, ...]] = {
-    "servicenow": ("incident",),
-    "jira": ("task", "bug", "story", "epic", "improvement", "new feature", "sub-task"),
-}
 FALLBACK_TYPE = "task"
 SYNCED_FIELDS = ("summary", "description")
 
@@ -53,7 +48,8 @@ BASIC_RULES: list[tuple[str, str, str]] = [
 def incoming_entity_type(remote_type: str, *, local_types: tuple[str, ...]) -> str:
     """The type to create locally for a remote entity of ``remote_type``.
 
-    Mirrored when ``local_types`` has it (case-insensitive), else ``"task"``.
+    Mirrored when ``local_types`` (the adapter's ``entity_types``) has it
+    (case-insensitive), else ``"task"``.
     ``incoming_entity_type("incident", local_types=("incident",)) == "incident"``;
     ``incoming_entity_type("bug", local_types=("incident",)) == "task"``.
     """
@@ -62,11 +58,6 @@ def incoming_entity_type(remote_type: str, *, local_types: tuple[str, ...]) -> s
         if t.lower() == wanted:
             return t
     return FALLBACK_TYPE
-
-
-def local_entity_types(tracker: str, adapter_types: tuple[str, ...]) -> tuple[str, ...]:
-    """The adapter's own list when it gives one, else :data:`TRACKER_ENTITY_TYPES` for ``tracker``."""
-    return tuple(adapter_types) or TRACKER_ENTITY_TYPES.get(tracker, ())
 
 
 def outgoing_replica(

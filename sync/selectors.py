@@ -49,6 +49,7 @@ def twin_events(twin: Twin, *, limit: int = 30) -> list[SyncEvent]:
 
 
 def twin_open_errors(twin: Twin) -> list[SyncError]:
+    """The twin's unresolved errors, newest first."""
     return list(twin.errors.filter(resolved_at__isnull=True).order_by("-id"))
 
 
@@ -120,8 +121,10 @@ def basic_rules() -> list[tuple[str, str, str]]:
 
 
 def webhook_info(request) -> dict:
-    """The webhook URL a ServiceNow business rule calls, for the Entity sync status page."""
-    from connections.selectors import node_identity_get
+    """The webhook URL this node's tracker calls (ServiceNow: a business rule), for the Entity
+    sync status page: ``{"url": ".../api/webhooks/<tracker>/", "interval": seconds}``."""
+    from connections.selectors import node_identity_get, tracker_adapter_class_get
 
     base = node_identity_get().public_url or request.build_absolute_uri("/").rstrip("/")
-    return {"url": f"{base}/api/webhooks/servicenow/", "interval": settings.CHANGE_POLL_INTERVAL}
+    tracker = tracker_adapter_class_get().tracker
+    return {"url": f"{base}/api/webhooks/{tracker}/", "interval": settings.CHANGE_POLL_INTERVAL}

@@ -1,7 +1,7 @@
 """Celery tasks of the sync engine: each takes ids, re-fetches, and calls one service.
 
 The database is the queue (``sync.models``); these messages only nudge a worker to look
-at a row, so every task is idempotent: it claims its row with a conditional UPDATE and
+at a row, and only ``sync.nudge`` sends them (after commit). Every task is idempotent: it claims its row with a conditional UPDATE and
 returns quietly when the row is gone, already done, or claimed by another worker. That is
 why they run with ``acks_late`` (a message whose worker died is delivered again, and
 doing the work twice does no harm) and why :func:`drain` can re-send any of them.

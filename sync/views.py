@@ -136,6 +136,7 @@ def twin_detail(request, twin_id):
 @login_required
 @require_GET
 def twin_status_part(request, twin_id):
+    """The part of the twin page that htmx re-fetches."""
     twin = selectors.twin_get(twin_id)
     return render(request, "sync/_twin_status.html", _twin_context(twin))
 
@@ -175,6 +176,7 @@ def errors(request):
 @login_required
 @require_POST
 def error_retry(request, error_id):
+    """Retry on the Errors page: resolve the error and queue the failed work again."""
     error = get_object_or_404(SyncError.objects.select_related("connection", "twin"), pk=error_id)
     services.error_retry(error=error)
     messages.success(request, "Resolved; the failed work is queued again.")
@@ -184,6 +186,7 @@ def error_retry(request, error_id):
 @login_required
 @require_POST
 def error_resolve(request, error_id):
+    """Resolve on the Errors page: mark the error resolved without retrying."""
     error = get_object_or_404(SyncError, pk=error_id)
     services.error_resolve(error=error)
     messages.success(request, "Resolved without retrying.")

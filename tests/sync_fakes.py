@@ -1,25 +1,92 @@
 """An in-memory tracker for in-process tests of the sync engine (no HTTP, no processes).
 
-``FakeTracker`` implements ``sync.adapters.TrackerAdapter`` the way the ServiceNow
+``FakeAdapter`` implements ``trackers.interface.TrackerAdapter`` the way the ServiceNow
 adapter behaves as far as the engine can tell: sys_id-like ids, INC numbers from
 INC0010001, ``sys_mod_count`` bumped by every write, comments carrying the original
-author's name in the text, attachments with their sha256. ``fail_next`` makes the next
-calls of one method raise a given error, to test retries, crashes and the 401 path.
+author's name in the text, attachments with their sha256, the business rule's webhook
+body. ``fail_next`` makes the next calls of one method raise a given error, to test
+retries, crashes and the 401 path.
+
+It is plugged in the way every adapter is, through the registry (:func:`plug`):
+``settings.TRACKER_ADAPTERS = {"servicenow": "tests.sync_fakes.FakeAdapter"}``, and the
+class's ``environment_config`` / ``from_config`` hand out the test's instance
+(``FakeAdapter.current``), so ``connections.selectors.tracker_adapter_get()`` returns it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-from sync.adapters import ChangedEntity, CreatedItem, EntityRef, TrackerAdapter, TrackerNotFound
+from trackers.errors import TrackerError, TrackerNotFound
+from trackers.interface import (
+    ChangedEntity,
+    CreatedItem,
+    EntityRef,
+    TrackerAdapter,
+    TrackerConfig,
+    WebhookHint,
+)
+
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
-class FakeTracker(TrackerAdapter):
+def plug(settings, monkeypatch, fake: FakeAdapter) -> FakeAdapter:
+    """Make ``fake`` this node's tracker for one test (``settings``/``monkeypatch`` fixtures)."""
+    settings.TRACKER_ADAPTERS = {"servicenow": "tests.sync_fakes.FakeAdapter"}
+    monkeypatch.setattr(FakeAdapter, "current", fake)
+    return fake
+
+
+class FakeAdapter(TrackerAdapter):
     tracker = "servicenow"
+    display_name = "ServiceNow (fake)"
+    entity_label = "incident"
+    key_label = "incident number"
+    key_example = "INC0010001"
+    entity_types = ("incident",)
+    #: The instance the registry hands out (set by :func:`plug`).
+    current: FakeAdapter | None = None
+
+    @classmethod
+    def normalize_key(cls, key: str) -> str:
+        key = (key or "").strip()
+        return key.upper() if re.fullmatch(r"[A-Za-z]{2,8}\d{3,}", key) else key
+
+    @classmethod
+    def key_problem(cls, key: str) -> str | None:
+        if not KEY_RE.match((key or "").strip()):
+            return "Enter an incident number such as INC0010001 (letters, digits, '-', '_' or '.', at most 64)."
+        return None
+
+    @classmethod
+    def environment_config(cls) -> TrackerConfig | None:
+        if cls.current is None:
+            return None
+        return TrackerConfig("servicenow", cls.current.base_url, "basic", "fake", "", "", "", True)
+
+    @classmethod
+    def from_config(cls, config: TrackerConfig) -> FakeAdapter:
+        if cls.current is None:
+            raise TrackerError("No fake tracker is plugged in.")
+        return cls.current
+
+    @classmethod
+    def parse_webhook(cls, body: bytes) -> list[WebhookHint]:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise ValueError('The body must be JSON: {"sys_id": "..."}.') from None
+        sys_id = data.get("sys_id") if isinstance(data, dict) else None
+        if not isinstance(sys_id, str) or not 1 <= len(sys_id) <= 64:
+            raise ValueError("sys_id is missing.")
+        mod_count = data.get("sys_mod_count")
+        return [WebhookHint(sys_id, int(mod_count) if mod_count not in (None, "") else None)]
 
     def __init__(self, base_url: str = "https://fake.service-now.test"):
         self.base_url = base_url
@@ -162,13 +229,7 @@ class FakeTracker(TrackerAdapter):
         for i in range(0, len(data), chunk_size):
             yield data[i : i + chunk_size]
 
-    def create_entity(self, *, summary: str, description: str, entity_type: str) -> EntityRef:
-        self._call("create_entity")
-        return self._create(
-            summary=summary, description=description, entity_type=entity_type, correlation_id=""
-        )
-
-    def create_entity_correlated(
+    def create_entity(
         self, *, summary, description, entity_type, correlation_id, correlation_display
     ) -> EntityRef:
         self._call("create_entity")
@@ -188,10 +249,15 @@ class FakeTracker(TrackerAdapter):
                 return EntityRef(inc["id"], inc["key"], self.entity_url(inc["id"]))
         return None
 
-    def update_entity(self, entity_id: str, *, summary: str, description: str) -> None:
+    def update_entity(self, entity_id: str, *, summary=None, description=None) -> None:
+        fields = {
+            k: v for k, v in (("summary", summary), ("description", description)) if v is not None
+        }
+        if not fields:
+            return
         self._call("update_entity")
         inc = self.incidents[entity_id]
-        inc.update(summary=summary, description=description)
+        inc.update(fields)
         self._touch(inc)
 
     def add_comment(self, entity_id: str, *, body: str, author: str) -> CreatedItem:

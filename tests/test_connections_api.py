@@ -1,7 +1,7 @@
 """The REST API (automation and node-to-node) of connections, in one process.
 
 The accepting node of a handshake is played by signing its token here with the
-invitation's secret, as ``services._handshake_send`` does on a real node.
+invitation's secret, as ``connections.services.handshake.handshake_send`` does on a real node.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from connections.invitations import decode_invitation, encode_invitation
 from connections.models import Connection, Invitation
 from connections.node_auth import sign_token
 from connections.selectors import node_identity_get
+from connections.services import destination
 
 pytestmark = pytest.mark.django_db
 OWN_URL = "http://node-a.example:8000"
@@ -50,7 +51,7 @@ def node_b(monkeypatch) -> services.RemoteNode:
         url=B_URL,
         modes={"basic": True, "visual": False, "script": False},
     )
-    monkeypatch.setattr(services, "node_info_fetch", lambda url: b)
+    monkeypatch.setattr(destination, "node_info_fetch", lambda url: b)
     return b
 
 

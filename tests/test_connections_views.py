@@ -311,6 +311,7 @@ def test_names_from_other_nodes_are_escaped(admin_client):
 def node_b(monkeypatch):
     """Destination node B as its info endpoint describes it (the one function patched)."""
     from connections import services
+    from connections.services import destination
 
     b = services.RemoteNode(
         node_id="6" * 32,
@@ -319,7 +320,7 @@ def node_b(monkeypatch):
         url="http://node-b.example",
         modes={"basic": True, "visual": False, "script": False},
     )
-    monkeypatch.setattr(services, "node_info_fetch", lambda url: b)
+    monkeypatch.setattr(destination, "node_info_fetch", lambda url: b)
     return b
 
 

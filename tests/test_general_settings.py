@@ -161,3 +161,30 @@ def test_settings_from_the_environment_are_shown_read_only_with_their_values(
     assert 'value="https://exalate.acme.com"' in page
     assert "Set by the environment" in page and "disabled" in page
     assert "env-secret-Pa55" not in page
+
+
+def test_test_connection_names_an_unreadable_journal_and_acl_hidden_incidents(
+    admin_client, sandbox
+):
+    """Issue 10 items 5 and 6: rights the instance hides behind 200s are found and named."""
+    import requests
+
+    s = sandbox.session()
+    made = s.post(f"{sandbox.url}/api/now/table/incident",
+                  json={"short_description": "secret: hidden from some"}, timeout=5).json()  # fmt: skip
+    s.patch(f"{sandbox.url}/api/now/table/incident/{made['result']['sys_id']}",
+            json={"comments": "a comment people can see"}, timeout=5).raise_for_status()  # fmt: skip
+    for user_name, acl in (("nojournal", {"sys_journal_field": "empty"}),
+                           ("partial", {"incident": "hide:short_descriptionSTARTSWITHsecret"})):  # fmt: skip
+        requests.post(f"{sandbox.url}/sandbox/users", json={
+            "user_name": user_name, "password": "pw-12345", "name": user_name, "acl": acl,
+        }, timeout=5).raise_for_status()  # fmt: skip
+    page = admin_client.post(
+        "/connections/settings/",
+        _form(sandbox.url, "pw-12345", username="nojournal", action="test"),
+    ).content.decode()
+    assert "sys_journal_field" in page and "Test connection succeeded" not in page
+    page = admin_client.post(
+        "/connections/settings/", _form(sandbox.url, "pw-12345", username="partial", action="test")
+    ).content.decode()
+    assert "hidden by ACLs" in page and "Test connection succeeded" not in page

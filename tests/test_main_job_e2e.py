@@ -132,6 +132,18 @@ def _journal(sb: LiveSandbox, sys_id: str) -> list[dict]:
     return r.json()["result"]
 
 
+def _shown_comments(sb: LiveSandbox, sys_id: str) -> list[str]:
+    """The incident's public comments oldest first, in the order its record shows them."""
+    from servicenow_adapter.mapping import journal_display_entries
+
+    r = sb.session().get(
+        f"{sb.url}/api/now/table/incident/{sys_id}",
+        params={"sysparm_display_value": "true", "sysparm_fields": "comments"},
+        timeout=10,
+    )
+    return journal_display_entries(r.json()["result"]["comments"])
+
+
 def _attachments(sb: LiveSandbox, sys_id: str) -> dict[str, str]:
     """file_name -> sha256 of the downloaded bytes."""
     s = sb.session()
@@ -269,8 +281,11 @@ def test_no_admin_access_journey_mirrors_an_incident_both_ways(world, browser, a
         assert sum(body in m for m in mirror_bodies) == 1, (
             f"comment not mirrored exactly once: {body!r}"
         )
-    # ... and in the original's order
-    positions = [next(i for i, m in enumerate(mirror_bodies) if body in m) for body in public]
+    # ... and in the original's order, as people see them on both records: the journal's
+    # display value (sys_ids are random and same-second entries tie on sys_created_on).
+    seen_source = [e for e in _shown_comments(sandbox_b, original["sys_id"]) if e in public]
+    seen_mirror = _shown_comments(sandbox_a, mirror_id)
+    positions = [next(i for i, m in enumerate(seen_mirror) if body in m) for body in seen_source]
     assert positions == sorted(positions), "comments arrived out of order"
     for note in work_notes:
         assert not any(note in m for m in mirror_bodies)

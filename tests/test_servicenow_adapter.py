@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from connections.selectors import TrackerConfig
 from servicenow_adapter.adapter import ServiceNowAdapter
 from servicenow_adapter.client import BasicCredentials, RetryPolicy, ServiceNowClient
-from sync.adapters import (
+from tests.live import LiveSandbox, free_port
+from trackers.errors import (
     AmbiguousEntityKey,
     NotATrackerInstance,
     TrackerAuthenticationError,
@@ -24,7 +24,7 @@ from sync.adapters import (
     TrackerUnreachable,
     TransientTrackerError,
 )
-from tests.live import LiveSandbox, free_port
+from trackers.interface import TrackerConfig
 
 pytestmark = pytest.mark.integration
 FAST = RetryPolicy(max_attempts=3, max_total_seconds=5, base_delay=0.01, max_delay=0.05)
@@ -265,6 +265,8 @@ def test_create_update_comment_and_attachment_show_up_in_the_replica(sandbox):
         summary="Mirrored from Jira: login loop",
         description="Line 1\nLine 2 – ü",
         entity_type="Bug",
+        correlation_id="exalate:test:1",
+        correlation_display="Exalate test",
     )
     assert ref.key.startswith("INC") and ref.url.endswith(ref.id)
     a.update_entity(ref.id, summary="Mirrored: login loop (updated)", description="New body")
@@ -359,7 +361,13 @@ def test_list_changed_skips_nothing_when_rows_change_between_pages(sandbox):
     a = adapter(sandbox.url, page_size=3)
     since = datetime.now(UTC) - timedelta(seconds=1)
     refs = [
-        a.create_entity(summary=f"Paging {i}", description="", entity_type="incident")
+        a.create_entity(
+            summary=f"Paging {i}",
+            description="",
+            entity_type="incident",
+            correlation_id=f"exalate:paging:{i}",
+            correlation_display="",
+        )
         for i in range(8)
     ]
     other = adapter(sandbox.url, user="beth.anglin", password="beth")
@@ -391,7 +399,7 @@ def test_correlated_create_is_found_again_by_its_correlation_id(sandbox):
     a = adapter(sandbox.url)
     key = "exalate:conn-1:twin-42"
     assert a.find_entity_by_correlation(key) is None
-    ref = a.create_entity_correlated(
+    ref = a.create_entity(
         summary="Correlated",
         description="",
         entity_type="Task",
@@ -405,12 +413,43 @@ def test_correlated_create_is_found_again_by_its_correlation_id(sandbox):
     assert "incident" in a.entity_types
 
 
-def test_update_entity_fields_writes_only_what_is_given(sandbox):
+def test_update_entity_writes_only_what_is_given(sandbox):
     a = adapter(sandbox.url)
-    ref = a.create_entity(summary="Keep summary", description="Old", entity_type="incident")
+    ref = a.create_entity(
+        summary="Keep summary",
+        description="Old",
+        entity_type="incident",
+        correlation_id="exalate:keep:1",
+        correlation_display="",
+    )
     a.client.calls = 0
-    a.update_entity_fields(ref.id, description="New")
-    a.update_entity_fields(ref.id)
+    a.update_entity(ref.id, description="New")
+    a.update_entity(ref.id)
     assert a.client.calls == 1
     replica = a.read_replica(ref.id)
     assert (replica["summary"], replica["description"]) == ("Keep summary", "New")
+
+
+def test_a_comment_a_person_begins_with_an_author_line_keeps_its_real_author(sandbox):
+    """Issue 11 (3): "[Joe Employee wrote]" typed by Beth stays Beth's comment, text intact."""
+    a = adapter(sandbox.url)
+    ref = a.create_entity(
+        summary="Author lines",
+        description="",
+        entity_type="incident",
+        correlation_id="exalate:authors:1",
+        correlation_display="",
+    )
+    beth = requests.Session()
+    beth.auth = ("beth.anglin", "beth")
+    r = beth.patch(
+        f"{sandbox.url}/api/now/table/incident/{ref.id}",
+        json={"comments": "[Joe Employee wrote]\nPlease reset my password"},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    a.add_comment(ref.id, body="Mirrored text", author="Fred Luddy")
+    comments = a.read_replica(ref.id)["comments"]
+    by_body = {c["body"]: c["author"] for c in comments}
+    assert by_body["[Joe Employee wrote]\nPlease reset my password"] == "Beth Anglin"
+    assert by_body["Mirrored text"] == "Fred Luddy"

@@ -16,7 +16,8 @@ from servicenow_adapter.client import (
     RetryPolicy,
     ServiceNowClient,
 )
-from sync.adapters import (
+from tests.live import LiveSandbox, free_port
+from trackers.errors import (
     NotATrackerInstance,
     TrackerAuthenticationError,
     TrackerBadRequest,
@@ -25,7 +26,6 @@ from sync.adapters import (
     TrackerUnreachable,
     TransientTrackerError,
 )
-from tests.live import LiveSandbox, free_port
 
 pytestmark = pytest.mark.integration
 FAST = RetryPolicy(max_attempts=4, max_total_seconds=10, base_delay=0.01, max_delay=0.05)

@@ -156,10 +156,32 @@ def test_a_mirrored_comment_keeps_its_original_author_when_it_travels_on():
         "element": "comments",
         "value": "[Beth Anglin wrote]\nLOOPTEST\nsecond line",
     }
-    comment = mapping.journal_row_to_comment(row, {"admin": "System Administrator"})
+    comment = mapping.journal_row_to_comment(
+        row, {"admin": "System Administrator"}, integration_user="admin"
+    )
     assert (comment["author"], comment["body"]) == ("Beth Anglin", "LOOPTEST\nsecond line")
     assert mapping.comment_body_with_author(comment["body"], comment["author"]) == row["value"]
     plain = mapping.journal_row_to_comment(
-        {**row, "value": "No author line"}, {"admin": "System Administrator"}
+        {**row, "value": "No author line"},
+        {"admin": "System Administrator"},
+        integration_user="admin",
     )
     assert (plain["author"], plain["body"]) == ("System Administrator", "No author line")
+
+
+def test_a_person_cannot_write_a_comment_under_another_name():
+    """Issue 11: only the node's own integration user's entries carry author lines."""
+    row = {
+        "sys_id": "b" * 32,
+        "sys_created_by": "beth.anglin",
+        "sys_created_on": "2026-11-29 10:00:00",
+        "element": "comments",
+        "value": "[Joe Employee wrote]\nPlease reset my password",
+    }
+    names = {"beth.anglin": "Beth Anglin", "admin": "System Administrator"}
+    comment = mapping.journal_row_to_comment(row, names, integration_user="admin")
+    assert (comment["author"], comment["body"]) == ("Beth Anglin", row["value"])
+    # Nested author lines on an integration user's entry: only the first (its own) is read.
+    nested = {**row, "sys_created_by": "admin", "value": "[Beth Anglin wrote]\n" + row["value"]}
+    comment = mapping.journal_row_to_comment(nested, names, integration_user="admin")
+    assert (comment["author"], comment["body"]) == ("Beth Anglin", row["value"])

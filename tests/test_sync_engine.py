@@ -1,9 +1,10 @@
 """The sync engine in one process: a local connection (two rows on one node) and an in-memory tracker.
 
-Celery is replaced by a list the test drains (``Runner``): every nudge the services send
-is run in order, so each test sees the whole path exalate → scan → deliver → receive →
-apply → ack → scan without processes. The live tests (test_sync_live.py) run the same
-code across two nodes, two sandboxes and real workers.
+Celery is replaced by a list the test drains (``Runner``, in place of ``sync.nudge.nudge``):
+every task the services nudge is run in order, in this process, so each test sees the
+whole path exalate → scan → deliver → receive → apply → ack → scan without processes.
+The tracker is plugged through the registry (``tests.sync_fakes.plug``). The live tests
+(test_sync_live.py) run the same code across two nodes, two sandboxes and real workers.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import pytest
 from django.utils import timezone
 
 from connections.models import Connection
-from sync import claims, services
-from sync.adapters import TrackerAuthenticationError, TrackerBadRequest, TransientTrackerError
+from sync import claims, nudge, services
 from sync.models import ExalateRequest, MirroredItem, SyncError, SyncEvent, Twin
-from tests.sync_fakes import FakeTracker
+from tests.sync_fakes import FakeAdapter, plug
+from trackers.errors import TrackerAuthenticationError, TrackerBadRequest, TransientTrackerError
 
 pytestmark = pytest.mark.django_db
 
@@ -26,29 +27,21 @@ PDF = b"%PDF-1.4\n" + b"0123456789" * 9000
 
 
 class Runner:
-    """Collects the services' Celery nudges and runs them in order, like one worker would."""
+    """Collects the services' nudges (``sync.nudge.nudge``) and runs their tasks in order,
+    in this process, like one worker would."""
 
     def __init__(self):
-        self.queue: list[tuple[str, tuple]] = []
-        self.delayed: list[tuple[str, tuple]] = []
+        self.queue: list[tuple[object, tuple]] = []
+        self.delayed: list[tuple[object, tuple]] = []
 
-    def enqueue(self, name, *args, countdown=None):
-        (self.delayed if countdown else self.queue).append((name, args))
+    def enqueue(self, task, *args, countdown=None):
+        (self.delayed if countdown else self.queue).append((task, args))
 
     def run(self, max_steps: int = 500) -> int:
-        funcs = {
-            "exalate": services.exalate_request_process,
-            "scan": services.twin_scan,
-            "apply": services.twin_apply,
-            "deliver": services.connection_deliver,
-            "poll": services.connection_poll,
-            "detect_changes": services.connection_detect_changes,
-            "drain": services.sync_drain,
-        }
         steps = 0
         while self.queue and steps < max_steps:
-            name, args = self.queue.pop(0)
-            funcs[name](*args)
+            task, args = self.queue.pop(0)
+            task(*args)  # a Celery task called directly runs its body here
             steps += 1
         assert not self.queue, "the engine kept nudging itself"
         return steps
@@ -62,16 +55,14 @@ class Runner:
 
 
 @pytest.fixture
-def tracker(monkeypatch):
-    fake = FakeTracker()
-    monkeypatch.setattr(services, "_adapter", lambda: fake)
-    return fake
+def tracker(settings, monkeypatch):
+    return plug(settings, monkeypatch, FakeAdapter())
 
 
 @pytest.fixture
 def runner(monkeypatch):
     r = Runner()
-    monkeypatch.setattr(services, "_enqueue", r.enqueue)
+    monkeypatch.setattr(nudge, "nudge", r.enqueue)
     return r
 
 
@@ -196,16 +187,17 @@ def test_crash_after_a_comment_write_does_not_add_it_twice(
 ):
     left, _ = local_pair
     source = seeded(tracker)
-    real = services._item_done
+    real = tracker.add_comment
     calls = {"n": 0}
 
-    def crash_once(item, local_id):
+    def crash_once(entity_id, **kw):
+        created = real(entity_id, **kw)
         calls["n"] += 1
-        if calls["n"] == 4:  # two attachments, then the second comment was written: the worker dies
+        if calls["n"] == 2:  # two attachments, then the second comment was written: the worker dies
             raise SystemExit("killed")
-        real(item, local_id)
+        return created
 
-    monkeypatch.setattr(services, "_item_done", crash_once)
+    monkeypatch.setattr(tracker, "add_comment", crash_once)
     with pytest.raises(SystemExit):
         exalate(left, source["key"], runner)
     Twin.objects.update(claimed_until=None, claimed_by="")  # the dead worker's lease
@@ -226,16 +218,16 @@ def test_crash_after_creating_the_incident_finds_it_by_correlation_id(
 ):
     left, _ = local_pair
     source = seeded(tracker)
-    real_create = tracker.create_entity_correlated
+    real_create = tracker.create_entity
 
     def create_then_die(**kw):
         real_create(**kw)
         raise SystemExit("killed after the create")
 
-    monkeypatch.setattr(tracker, "create_entity_correlated", create_then_die)
+    monkeypatch.setattr(tracker, "create_entity", create_then_die)
     with pytest.raises(SystemExit):
         exalate(left, source["key"], runner)
-    monkeypatch.setattr(tracker, "create_entity_correlated", real_create)
+    monkeypatch.setattr(tracker, "create_entity", real_create)
     Twin.objects.update(claimed_until=None, claimed_by="")
     runner.queue.clear()
     SyncEvent.objects.update(next_attempt_at=timezone.now())
@@ -389,7 +381,7 @@ def test_received_message_is_stored_once_and_invalid_replicas_are_refused(
     assert SyncEvent.objects.filter(direction="in").count() == 1
 
 
-def test_a_replica_too_large_for_one_message_fails_with_a_clear_error(tracker, runner, monkeypatch):
+def test_a_replica_too_large_for_one_message_fails_with_a_clear_error(tracker, runner, settings):
     public = Connection.objects.create(
         name="Far",
         type=Connection.Type.PUBLIC,
@@ -397,7 +389,7 @@ def test_a_replica_too_large_for_one_message_fails_with_a_clear_error(tracker, r
         remote_url="http://127.0.0.1:9",
         secret="s" * 32,
     )
-    monkeypatch.setattr(services, "max_message_bytes", lambda: 64_000)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 80_000  # a node then accepts 64,000-byte messages
     source = tracker.seed(description="x" * 100_000)
     exalate(public, source["key"], runner)
     event = SyncEvent.objects.get(direction="out")

@@ -7,8 +7,9 @@ import copy
 import pytest
 
 from sync import rules
-from sync.replica import ReplicaInvalid, replica_validate
-from sync.services import backoff_seconds
+from sync.nudge import backoff_seconds
+from trackers.registry import adapter_class
+from trackers.replica import ReplicaInvalid, replica_validate
 
 SHA = "a" * 64
 
@@ -85,7 +86,7 @@ def test_type_is_mirrored_when_the_tracker_has_it_and_becomes_task_otherwise():
     assert rules.incoming_entity_type("incident", local_types=("incident",)) == "incident"
     assert rules.incoming_entity_type("Bug", local_types=("task", "bug")) == "bug"
     assert rules.incoming_entity_type("bug", local_types=("incident",)) == "task"
-    assert rules.local_entity_types("servicenow", ()) == ("incident",)
+    assert adapter_class("servicenow").entity_types == ("incident",)
 
 
 def test_outgoing_replica_drops_work_notes_and_what_the_sync_wrote():

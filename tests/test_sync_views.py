@@ -6,19 +6,18 @@ import pytest
 
 from connections.models import Connection, NodeSettings
 from connections.selectors import node_settings_get
-from sync import services
+from sync import nudge, services
 from sync.models import ExalateRequest, SyncError, SyncEvent, Twin
-from tests.sync_fakes import FakeTracker
+from tests.sync_fakes import FakeAdapter, plug
 from tests.test_sync_engine import Runner
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def engine(monkeypatch):
-    fake, runner = FakeTracker(), Runner()
-    monkeypatch.setattr(services, "_adapter", lambda: fake)
-    monkeypatch.setattr(services, "_enqueue", runner.enqueue)
+def engine(settings, monkeypatch):
+    fake, runner = plug(settings, monkeypatch, FakeAdapter()), Runner()
+    monkeypatch.setattr(nudge, "nudge", runner.enqueue)
     return fake, runner
 
 
@@ -99,7 +98,7 @@ def test_entity_sync_status_exalates_and_looks_up(admin_client, engine, pair):
 
 def test_errors_page_retries_an_entity_error(admin_client, engine, pair):
     fake, runner = engine
-    from sync.adapters import TrackerBadRequest
+    from trackers.errors import TrackerBadRequest
 
     source = fake.seed()
     fake.fail_next("create_entity", TrackerBadRequest("Data policy: caller is mandatory"))

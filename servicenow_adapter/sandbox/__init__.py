@@ -9,14 +9,17 @@ Table API ``/api/now[/v1|/v2]/table/{table}[/{sys_id}]``
     ``sys_attachment``. ``sysparm_query`` (``^``, ``^OR``, ``^NQ``, ``ORDERBY``,
     ``ORDERBYDESC``, ``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``LIKE``, ``NOT LIKE``,
     ``STARTSWITH``, ``ENDSWITH``, ``IN``, ``NOT IN``, ``ISEMPTY``, ``ISNOTEMPTY``,
-    ``BETWEEN``, ``SAMEAS``; unknown fields are dropped; no ORDERBY means a random order),
+    ``BETWEEN``, ``SAMEAS``; unknown fields are dropped; no ORDERBY means a random order,
+    and rows that tie on every ORDERBY field come in a random order too),
     ``sysparm_fields`` (dot-walk one level), ``sysparm_limit``, ``sysparm_offset``,
     ``sysparm_display_value`` (false / true / all), ``sysparm_exclude_reference_link``,
     ``sysparm_no_count``, ``sysparm_suppress_pagination_header``; ``X-Total-Count`` and
     ``Link`` (first, prev even at offset 0 as recorded, next, last); the v1 "404 on an
     empty result" quirk. Writing ``comments`` / ``work_notes`` appends a
     ``sys_journal_field`` row; every change bumps ``sys_mod_count`` and
-    ``sys_updated_on`` and sets ``sys_updated_by`` to the caller's user_name. Numbers
+    ``sys_updated_on`` and sets ``sys_updated_by`` to the caller's user_name. ``sys_id``s
+    are random (no order); only the journal fields' display value knows the order entries
+    were written in, even within one second. Numbers
     start at INC0010001. Resolved/Closed without ``close_code`` and ``close_notes`` is a
     403 data-policy error. ``short_description`` is cut to 160 characters.
 Attachment API ``/api/now[/v1]/attachment``
@@ -54,11 +57,35 @@ Control endpoints (no authentication; the sandbox listens on 127.0.0.1 by defaul
 ``{sys_id}``) plus ``total``; ``DELETE /sandbox/stats`` resets them.
 
 ``POST /sandbox/users`` ``{"user_name": "x", "password": "…", "name": "X Y", "active": true,
-"acl": {"sys_journal_field": "deny" | "hide" | "hide:<encoded query>" | "allow"}}`` creates
-or changes a user (``deny``: 403 on that table; ``hide``: rows silently left out, after
-the limit is applied, while ``X-Total-Count`` still counts them, as ACLs do;
-``hide:category=network`` hides only the matching rows). ``GET /sandbox/users`` lists them.
+"acl": {"sys_journal_field": "deny" | "hide" | "empty" | "hide:<encoded query>" | "allow"}}``
+creates or changes a user (``deny``: 403 on that table; ``hide``: rows silently left out,
+after the limit is applied, while ``X-Total-Count`` still counts them, as ACLs do;
+``hide:category=network`` hides only the matching rows, from lists (still counted), single
+reads, writes and uploads (404); ``empty``: 200 with no rows and ``X-Total-Count: 0``, as
+``sys_journal_field`` answers a user without its read ACL). ``GET /sandbox/users`` lists them.
 
 ``POST /sandbox/tokens/expire`` ``{"kind": "access" | "refresh" | "all"}`` expires OAuth
-tokens now. ``POST /sandbox/clock`` ``{"offset_seconds": N}`` shifts the instance clock.
+tokens now. ``POST /sandbox/clock`` ``{"offset_seconds": N, "frozen": true|false}`` shifts
+the instance clock and/or stops it on the current second. ``POST /sandbox/limits``
+``{"max_attachment_bytes": N | null}`` sets ``com.glide.attachment.max_size``: a larger
+upload is read and refused with 400 "Failed to create the attachment" (``DELETE`` restores
+the start-up value).
+
+Command-line knobs (``manage.py servicenow_sandbox``): ``--freeze-clock``, ``--hide
+TABLE=QUERY`` (repeatable, for ``--user``), ``--hide-journal``, ``--retry-after SECONDS``
+(every request 429), ``--hibernate``, ``--fault JSON``, ``--max-attachment-bytes N``.
+
+Where things are
+----------------
+``app``            the WSGI application and router (Werkzeug routing): counting, latency, faults, dispatch
+``wire``           requests and responses on the wire (Werkzeug), common headers, error envelopes
+``table_api``      the Table API endpoint
+``attachment_api`` the Attachment API endpoints (list, metadata, download, uploads)
+``render``         reading records out: display modes, dot-walking, query, order, paging headers
+``rules``          writing records: numbers, mod counts, journal entries, data policy, attachment settling
+``auth``           Basic/Bearer authentication, ``/oauth_token.do``, table rights (ACLs)
+``faults``         injected faults and how a faulted request is answered
+``control``        the ``/sandbox/…`` control endpoints
+``pages``          the HTML pages (incident list, record page, comment form)
+``store`` / ``query`` / ``schema`` / ``seed`` / ``server``  data, encoded queries, tables, demo data, gunicorn
 """

@@ -29,7 +29,7 @@ import zlib
 from datetime import timedelta
 
 from .schema import PRIORITY_MATRIX, TABLES
-from .store import Store, hash_password, new_sys_id
+from .store import Store, hash_password, new_sys_id, next_sequence
 
 AGENTS = [
     ("beth.anglin", "Beth Anglin", "beth"),
@@ -450,6 +450,7 @@ def seed_demo(store: Store) -> int:
                 "sys_id": new_sys_id(), "element_id": sys_id, "element": element, "name": "incident",
                 "value": value, "sys_created_on": text(moment), "sys_created_by": user_name,
                 "sys_updated_on": text(moment), "sys_updated_by": user_name, "sys_mod_count": "0", "sys_tags": "",
+                "_seq": next_sequence(),
             })  # fmt: skip
             last, mods, last_user = moment, mods + 1, user_name
         for file_name, content_type, kind in files:

@@ -15,10 +15,26 @@ from .seed import ensure_users, seed_demo
 from .store import Store
 
 
-def build_app(*, db: str, user: str, password: str, seed: str, config: SandboxConfig) -> SandboxApp:
-    """Open the store at ``db``, ensure the users, apply the seed, and return the WSGI app."""
+def build_app(
+    *,
+    db: str,
+    user: str,
+    password: str,
+    seed: str,
+    config: SandboxConfig,
+    acl: dict[str, str] | None = None,
+) -> SandboxApp:
+    """Open the store at ``db``, ensure the users, apply the seed, and return the WSGI app.
+
+    ``acl`` (table → ``allow``/``deny``/``hide``/``empty``/``hide:<query>``, see
+    :mod:`.auth`) replaces the integration user's table rights when given.
+    """
     store = Store(db)
     ensure_users(store, user, password)
+    if acl is not None:
+        row = store.user(user)
+        row = dict(row, _acl=dict(acl))
+        store.put("sys_user", row)
     if seed == "demo":
         seed_demo(store)
     return SandboxApp(store, config)

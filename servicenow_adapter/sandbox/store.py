@@ -32,22 +32,27 @@ CREATE TABLE IF NOT EXISTS oauth_tokens (token TEXT PRIMARY KEY, kind TEXT NOT N
 CHUNK = 64 * 1024
 
 
-_last_micros = 0
-_sys_id_lock = threading.Lock()
+_sequence = 0
+_sequence_lock = threading.Lock()
 
 
 def new_sys_id() -> str:
-    """A new ``sys_id``: 32 lowercase hex characters that increase in creation order.
+    """A new ``sys_id``: 32 random lowercase hex characters, as an instance makes them.
 
-    The first 16 are a microsecond clock (bumped to stay strictly increasing), the rest
-    random. ``sys_created_on`` has one-second resolution, so rows written in the same
-    second (a burst of mirrored comments) would otherwise sort by (sys_created_on, sys_id)
-    in random order; this keeps their order the order they were written.
+    They carry no order: rows written in the same second sort among themselves in no
+    particular order by ``sys_id``, as on a real instance. What the instance itself
+    knows of the order is kept privately (:func:`next_sequence`) and shows only where
+    an instance shows it: the journal fields' display value.
     """
-    global _last_micros
-    with _sys_id_lock:
-        _last_micros = max(time.time_ns() // 1000, _last_micros + 1)
-        return f"{_last_micros:016x}{secrets.token_hex(8)}"
+    return secrets.token_hex(16)
+
+
+def next_sequence() -> int:
+    """A process-wide increasing number: the order rows were written in (private ``_seq``)."""
+    global _sequence
+    with _sequence_lock:
+        _sequence = max(_sequence + 1, time.time_ns() // 1000)
+        return _sequence
 
 
 def hash_password(password: str, salt: str | None = None) -> str:
@@ -66,7 +71,9 @@ def check_password(password: str, stored: str) -> bool:
 class Store:
     """Rows of every table, in memory and in the SQLite file at ``path``.
 
-    ``clock_offset`` (seconds) shifts the instance's clock, for tests.
+    ``clock_offset`` (seconds) shifts the instance's clock; ``frozen_at`` (a UTC
+    datetime, or None) stops it on one second, so every write lands in the same second.
+    Both for tests (``/sandbox/clock``, ``--freeze-clock``).
     """
 
     def __init__(self, path: Path | str):
@@ -75,6 +82,7 @@ class Store:
         self.lock = threading.RLock()
         self._local = threading.local()
         self.clock_offset = 0.0
+        self.frozen_at: datetime | None = None
         self._tables: dict[str, dict[str, dict]] = {}
         self._password_cache: dict[tuple[str, str], bool] = {}
         with self.lock:
@@ -95,7 +103,9 @@ class Store:
         return conn
 
     def now(self) -> datetime:
-        """The instance's current time (UTC, whole seconds)."""
+        """The instance's current time (UTC, whole seconds); the frozen second when frozen."""
+        if self.frozen_at is not None:
+            return self.frozen_at
         moment = datetime.now(UTC) + timedelta(seconds=self.clock_offset)
         return moment.replace(microsecond=0)
 

@@ -54,10 +54,14 @@ class ExalateRequestSerializer(serializers.ModelSerializer):
 
 
 class ExalateInputSerializer(serializers.Serializer):
+    """``{"number": "INC0010001"}``: the key of the entity to exalate (checked by the service)."""
+
     number = serializers.CharField(max_length=64)
 
 
 class SyncErrorSerializer(serializers.ModelSerializer):
+    """An entity-, connection- or node-level error with its occurrences and resolution time."""
+
     connection = serializers.UUIDField(source="connection_id", allow_null=True)
     twin = serializers.IntegerField(source="twin_id", allow_null=True)
     event = serializers.IntegerField(source="event_id", allow_null=True)
@@ -79,6 +83,8 @@ class SyncErrorSerializer(serializers.ModelSerializer):
 
 
 class SyncEventSerializer(serializers.ModelSerializer):
+    """One row of the sync queue: direction, kind, status, attempts, next attempt, last error."""
+
     class Meta:
         model = SyncEvent
         fields = [

@@ -7,28 +7,30 @@ Admin API (token or session auth, admins only; DRF defaults):
 * ``GET /api/twins/?connection=&q=`` and ``GET /api/twins/<id>/``: status and both links;
 * ``POST /api/twins/<id>/retry/``; ``GET /api/errors/`` (open errors, ``?level=``).
 
-Node-to-node API (``Authorization: Bearer <jwt>`` signed with the connection's secret):
+Node-to-node API (``Authorization: Bearer <jwt>`` signed with the connection's secret;
+the envelopes are the serializers of ``sync.protocol``, which also check every message):
 
 * ``POST /api/node/v1/sync/messages`` ``{"protocol": 1, "messages": [...]}`` →
   ``{"accepted": [event ids], "rejected": [{"event_id", "error"}]}``;
-* ``POST /api/node/v1/sync/poll`` (from a node without URL) → also ``"messages"``;
+* ``POST /api/node/v1/sync/poll`` (from a node without URL) → also ``"messages"`` and
+  ``"need_attachments"``;
 * ``GET /api/node/v1/sync/attachments/<entity_id>/<attachment_id>``: the bytes, streamed;
 * ``PUT`` on the same path with ``?sha256=&size=``: a node without URL pushes bytes.
 
 Webhook (``Authorization: Bearer <this node's webhook token>``):
-``POST /api/webhooks/servicenow/`` ``{"sys_id": "...", "sys_mod_count": "7"}`` → 202.
+``POST /api/webhooks/<tracker>/`` with the tracker's own announcement (ServiceNow:
+``/api/webhooks/servicenow/`` ``{"sys_id": "...", "sys_mod_count": "7"}``) → 202.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 
 from django.http import JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -42,9 +44,10 @@ from connections.node_auth import (
     NodeJWTAuthentication,
     verify_node_request,
 )
+from trackers.errors import TrackerError, TrackerNotFound, TransientTrackerError
+from trackers.registry import adapter_class
 
-from .. import selectors, services
-from ..adapters import TrackerError, TrackerNotFound, TransientTrackerError
+from .. import protocol, selectors, services
 from ..models import ExalateRequest, SyncError, Twin
 from .serializers import (
     ExalateInputSerializer,
@@ -57,13 +60,6 @@ from .serializers import (
 
 
 _Error = inline_serializer("SyncError400", {"error": serializers.CharField()})
-_Messages = inline_serializer(
-    "SyncMessages",
-    {
-        "protocol": serializers.IntegerField(),
-        "messages": serializers.ListField(child=serializers.DictField()),
-    },
-)
 
 
 class ExalateApi(APIView):
@@ -93,6 +89,8 @@ class ExalateApi(APIView):
 
 
 class ExalateRequestApi(RetrieveAPIView):
+    """One exalate request; ``twin`` is set once the worker resolved the key."""
+
     serializer_class = ExalateRequestSerializer
     queryset = ExalateRequest.objects.select_related("twin")
     lookup_url_kwarg = "request_id"
@@ -112,6 +110,8 @@ class TwinListApi(ListAPIView):
 
 
 class TwinApi(RetrieveAPIView):
+    """One twin with its status and both sides' links."""
+
     serializer_class = TwinSerializer
     queryset = Twin.objects.all()
     lookup_url_kwarg = "twin_id"
@@ -170,15 +170,9 @@ class MessagesApi(_NodeApi):
     """Store messages from the remote node (validated, at most once) and answer at once."""
 
     @extend_schema(
-        request=_Messages,
+        request=protocol.MessagesRequestSerializer,
         responses={
-            200: inline_serializer(
-                "SyncMessagesAccepted",
-                {
-                    "accepted": serializers.ListField(child=serializers.CharField()),
-                    "rejected": serializers.ListField(child=serializers.DictField()),
-                },
-            ),
+            200: protocol.MessagesAnswerSerializer,
             400: _Error,
             401: _Error,
             409: _Error,
@@ -187,8 +181,8 @@ class MessagesApi(_NodeApi):
     def post(self, request):
         connection = self._connection(request)
         body = request.data if isinstance(request.data, dict) else {}
-        if body.get("protocol") != services.PROTOCOL:
-            raise _Refused(400, f"This node speaks sync protocol {services.PROTOCOL}.")
+        if body.get("protocol") != protocol.PROTOCOL:
+            raise _Refused(400, f"This node speaks sync protocol {protocol.PROTOCOL}.")
         accepted, rejected = services.messages_receive(
             connection=connection, messages=body.get("messages")
         )
@@ -199,9 +193,9 @@ class PollApi(_NodeApi):
     """A remote node without URL sends its messages and collects ours."""
 
     @extend_schema(
-        request=_Messages,
+        request=protocol.PollRequestSerializer,
         responses={
-            200: OpenApiResponse(description="Accepted ids, and this node's messages for it."),
+            200: protocol.PollAnswerSerializer,
             400: _Error,
             401: _Error,
             409: _Error,
@@ -210,8 +204,8 @@ class PollApi(_NodeApi):
     def post(self, request):
         connection = self._connection(request)
         body = request.data if isinstance(request.data, dict) else {}
-        if body.get("protocol") != services.PROTOCOL:
-            raise _Refused(400, f"This node speaks sync protocol {services.PROTOCOL}.")
+        if body.get("protocol") != protocol.PROTOCOL:
+            raise _Refused(400, f"This node speaks sync protocol {protocol.PROTOCOL}.")
         return Response(services.poll_answer(connection=connection, body=body))
 
 
@@ -301,16 +295,19 @@ class AttachmentApi(View):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-class ServiceNowWebhook(View):
-    """A ServiceNow business rule announces a changed incident: ``{"sys_id", "sys_mod_count"}``.
+class TrackerWebhook(View):
+    """A tracker announces changed entities: ``POST /api/webhooks/<tracker>/``.
 
     Authenticated by this node's webhook token (General settings), compared in constant
-    time. Answers 202 ``{"twins": n}`` with the number of twins marked for a scan (0 when
-    the incident is not exalated). The business rule to paste into ServiceNow is in the
-    README ("Instant change detection").
+    time. The body is the tracker's own (ServiceNow's business rule sends ``{"sys_id",
+    "sys_mod_count"}``), read by ``adapter_class(tracker).parse_webhook``. Answers 202
+    ``{"twins": n}`` with the number of twins marked for a scan (0 when the entity is not
+    exalated); 400 with the adapter's reason when the body is wrong; 404 for a tracker no
+    adapter is installed for. The business rule to paste into ServiceNow is in the README
+    ("Instant change detection").
     """
 
-    def post(self, request):
+    def post(self, request, tracker: str):
         from connections.selectors import node_settings_get
 
         expected = node_settings_get().webhook_token or ""
@@ -325,19 +322,18 @@ class ServiceNowWebhook(View):
                 {"error": "Wrong or missing webhook token (Authorization: Bearer <token>)."},
                 status=401,
             )
+        try:
+            cls = adapter_class(tracker)
+        except TrackerError as exc:
+            return JsonResponse({"error": str(exc)}, status=404)
         if len(request.body) > 10_000:
             return JsonResponse({"error": "The announcement is too large."}, status=413)
         try:
-            data = json.loads(request.body or b"{}")
-        except ValueError:
-            return JsonResponse({"error": 'The body must be JSON: {"sys_id": "..."}.'}, status=400)
-        sys_id = data.get("sys_id") if isinstance(data, dict) else None
-        if not isinstance(sys_id, str) or not 1 <= len(sys_id) <= 64:
-            return JsonResponse({"error": "sys_id is missing."}, status=400)
-        mod_count = data.get("sys_mod_count")
-        try:
-            mod_count = int(mod_count) if mod_count not in (None, "") else None
-        except (TypeError, ValueError):
-            return JsonResponse({"error": "sys_mod_count must be a whole number."}, status=400)
-        marked = services.webhook_receive(entity_id=sys_id, mod_count=mod_count)
+            hints = cls.parse_webhook(request.body)
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        marked = sum(
+            services.webhook_receive(entity_id=hint.entity_id, mod_count=hint.mod_count)
+            for hint in hints
+        )
         return JsonResponse({"twins": marked}, status=202)

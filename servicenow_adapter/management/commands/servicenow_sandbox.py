@@ -50,6 +50,50 @@ class Command(BaseCommand):
             "--display-tz", default="America/Los_Angeles", help="Time zone of display values."
         )
         parser.add_argument("--threads", type=int, default=32, help="Request threads (default 32).")
+        # Knobs that make the sandbox behave like a less friendly real instance (all also at
+        # run time under /sandbox/...; see servicenow_adapter.sandbox and the README).
+        parser.add_argument(
+            "--freeze-clock",
+            action="store_true",
+            help="Stop the instance clock on the start second (every write in the same second).",
+        )
+        parser.add_argument(
+            "--hide",
+            action="append",
+            default=[],
+            metavar="TABLE=QUERY",
+            help="Hide the rows of TABLE matching the encoded QUERY from --user after paging "
+            "(still counted in X-Total-Count), e.g. incident=category=network. Repeatable.",
+        )
+        parser.add_argument(
+            "--hide-journal",
+            action="store_true",
+            help="--user may not read sys_journal_field: 200 with no rows and X-Total-Count 0.",
+        )
+        parser.add_argument(
+            "--retry-after",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Answer every API request 429 with this Retry-After until /sandbox/faults is cleared.",
+        )
+        parser.add_argument(
+            "--hibernate",
+            action="store_true",
+            help="Answer every API request with the hibernation page until /sandbox/faults is cleared.",
+        )
+        parser.add_argument(
+            "--fault",
+            default="",
+            metavar="JSON",
+            help='A /sandbox/faults setting applied at start, e.g. \'{"status": 503, "count": 3}\'.',
+        )
+        parser.add_argument(
+            "--max-attachment-bytes",
+            type=int,
+            default=None,
+            help="com.glide.attachment.max_size: larger uploads are refused (400).",
+        )
 
     def handle(self, *args, **opts):
         if not 0 < opts["port"] < 65536:
@@ -69,7 +113,14 @@ class Command(BaseCommand):
                 f"--display-tz {opts['display_tz']!r} is not a known time zone."
             ) from None
         db = Path(opts["db"] or settings.VAR_DIR / "servicenow_sandbox.sqlite3").resolve()
+        acl = _acl_from(opts)
+        fault = _fault_from(opts)
+        if opts["max_attachment_bytes"] is not None and opts["max_attachment_bytes"] < 0:
+            raise CommandError("--max-attachment-bytes must be >= 0.")
         config = SandboxConfig(
+            max_attachment_bytes=opts["max_attachment_bytes"],
+            freeze_clock=opts["freeze_clock"],
+            fault=fault,
             latency_ms=opts["latency_ms"],
             oauth_client_id=opts["oauth_client_id"],
             oauth_client_secret=opts["oauth_client_secret"],
@@ -83,6 +134,7 @@ class Command(BaseCommand):
             password=opts["password"],
             seed=opts["seed"],
             config=config,
+            acl=acl,
         )
         first.store.close()
         self.stdout.write(
@@ -92,9 +144,58 @@ class Command(BaseCommand):
 
         def build():
             return build_app(
-                db=str(db), user=opts["user"], password=opts["password"], seed="none", config=config
+                db=str(db),
+                user=opts["user"],
+                password=opts["password"],
+                seed="none",
+                config=config,
+                acl=acl,
             )
 
         SandboxServer(
             host=opts["host"], port=opts["port"], threads=opts["threads"], build=build
         ).run()
+
+
+def _acl_from(opts) -> dict[str, str] | None:
+    """The integration user's table rights from ``--hide`` and ``--hide-journal`` (None: unchanged)."""
+    if not opts["hide"] and not opts["hide_journal"]:
+        return None
+    acl: dict[str, str] = {}
+    for item in opts["hide"]:
+        table, sep, query = item.partition("=")
+        if not sep or not table.strip() or not query.strip():
+            raise CommandError(
+                f"--hide {item!r}: expected TABLE=QUERY, e.g. incident=category=network."
+            )
+        acl[table.strip()] = f"hide:{query.strip()}"
+    if opts["hide_journal"]:
+        acl["sys_journal_field"] = "empty"
+    return acl
+
+
+def _fault_from(opts) -> dict | None:
+    """The start-up fault from ``--fault``, ``--retry-after`` and ``--hibernate`` (None: none)."""
+    import json
+
+    fault: dict = {}
+    if opts["fault"]:
+        try:
+            fault = json.loads(opts["fault"])
+        except ValueError:
+            raise CommandError("--fault must be a JSON object.") from None
+        if not isinstance(fault, dict):
+            raise CommandError("--fault must be a JSON object.")
+    if opts["retry_after"] is not None:
+        fault.update(status=429, retry_after=opts["retry_after"])
+    if opts["hibernate"]:
+        fault.update(html=True)
+    if not fault:
+        return None
+    from servicenow_adapter.sandbox.faults import Faults
+
+    try:
+        Faults(0.0).set(dict(fault))
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--fault: {exc}") from None
+    return fault

@@ -1,0 +1,301 @@
+"""Apply: a twin's incoming replicas are written to the local entity, strictly in order, exactly once.
+
+Exactly once across crashes: before every tracker write an *intent* is committed (the
+twin's ``create_intent_at``, a :class:`~sync.models.MirroredItem` without local id), and
+a retry reconciles it instead of writing again: the entity is found by its correlation
+id (``TrackerAdapter.find_entity_by_correlation``), a comment by body and author, an
+attachment by file name and sha256 (``sync.rules``). Each applied event is acknowledged
+to the remote node with this side's key and URL; a failure for good is acknowledged
+with its error, so the sender's status page shows it too.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from connections.models import Connection
+from connections.selectors import tracker_adapter_get
+from trackers.errors import TrackerAuthenticationError, TrackerError, TransientTrackerError
+from trackers.interface import TrackerAdapter
+from trackers.replica import ReplicaInvalid, replica_validate
+
+from .. import claims, nudge, rules
+from ..models import MirroredItem, SyncError, SyncEvent, Twin
+from ..protocol import NO_ENTITY
+from . import detect, failures
+from .attachments import fetched_attachment, file_chunks
+from .base import PermanentSyncError, TransientSyncError, twin_status_refresh
+from .deliver import deliver_now
+
+
+def twin_apply(twin_id: int) -> int:
+    """Apply the twin's queued incoming replicas strictly in order; return how many were applied.
+
+    Stops at the first event that is failed (it blocks only this twin), not due yet
+    (backoff), or fails now. Each applied event is acknowledged to the remote node with
+    this side's key and URL.
+    """
+    twin = Twin.objects.select_related("connection").filter(pk=twin_id).first()
+    if twin is None or twin.connection.status != Connection.Status.ACTIVE:
+        return 0
+    if not claims.claim(Twin, twin.pk):
+        return 0
+    applied = 0
+    adapter = None
+    retry_in = None
+    try:
+        while True:
+            event = _next_incoming(twin.pk)
+            if event is None or event.status == SyncEvent.Status.ERROR:
+                break
+            if event.next_attempt_at and event.next_attempt_at > timezone.now():
+                retry_in = (event.next_attempt_at - timezone.now()).total_seconds()
+                break
+            SyncEvent.objects.filter(pk=event.pk).update(
+                status=SyncEvent.Status.IN_PROGRESS, attempts=F("attempts") + 1
+            )
+            event.attempts += 1
+            twin.refresh_from_db()
+            twin_status_refresh(twin.pk)
+            try:
+                adapter = adapter or tracker_adapter_get()
+                _apply_replica(twin, event, adapter)
+            except claims.ClaimLost:
+                raise
+            except TrackerAuthenticationError as exc:
+                failures.login_refused(connection=twin.connection, exc=exc)
+                _event_retry_later(event, str(exc), None)
+                break
+            except (TransientTrackerError, TransientSyncError) as exc:
+                retry_in = _event_retry_later(event, str(exc), getattr(exc, "retry_after", None))
+                break
+            except (TrackerError, PermanentSyncError, ReplicaInvalid) as exc:
+                _event_fail(twin, event, str(exc))
+                break
+            _event_applied(twin, event)
+            applied += 1
+            claims.renew(Twin, twin.pk)
+    except claims.ClaimLost:
+        pass
+    finally:
+        claims.release(Twin, twin.pk)
+    if retry_in is not None and retry_in < 300:
+        nudge.apply(twin.pk, countdown=max(retry_in, 0.2))
+    elif Twin.objects.filter(pk=twin.pk, scan_requested__gt=F("scan_done")).exists():
+        nudge.scan(twin.pk)
+    if applied:
+        deliver_now(twin.connection_id)  # the acknowledgements
+    return applied
+
+
+def _next_incoming(twin_id: int) -> SyncEvent | None:
+    """The twin's first incoming replica event not done, in the sender's order."""
+    return (
+        SyncEvent.objects.filter(
+            twin_id=twin_id, direction=SyncEvent.Direction.IN, kind=SyncEvent.Kind.REPLICA
+        )
+        .exclude(status=SyncEvent.Status.DONE)
+        .order_by("seq", "id")
+        .first()
+    )
+
+
+def _event_retry_later(event: SyncEvent, message: str, retry_after: float | None) -> float:
+    delay = nudge.backoff_seconds(event.attempts, retry_after)
+    with transaction.atomic():
+        SyncEvent.objects.filter(pk=event.pk).update(
+            status=SyncEvent.Status.QUEUED,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            last_error=message[:2000],
+        )
+        twin_status_refresh(event.twin_id)
+    return delay
+
+
+def _event_fail(twin: Twin, event: SyncEvent, message: str) -> None:
+    """The event failed for good: entity-level error, and the sender is told (its status page shows it)."""
+    with transaction.atomic():
+        SyncEvent.objects.filter(pk=event.pk).update(
+            status=SyncEvent.Status.ERROR, last_error=message[:2000]
+        )
+        failures.entity_error(twin=twin, event=event, message=message)
+        _queue_ack(twin, event, error=message)
+        twin_status_refresh(twin.pk)
+
+
+def _queue_ack(twin: Twin, event: SyncEvent, *, error: str = "") -> None:
+    twin.refresh_from_db(fields=["local_entity_id", "local_key", "local_url"])
+    if not twin.local_entity_id and not error:
+        return
+    SyncEvent.objects.create(
+        connection_id=twin.connection_id,
+        twin=twin,
+        direction=SyncEvent.Direction.OUT,
+        kind=SyncEvent.Kind.ACK,
+        payload={
+            "entity": {
+                "id": twin.local_entity_id or NO_ENTITY,
+                "key": twin.local_key,
+                "url": twin.local_url,
+            },
+            "acked_event_id": str(event.event_id),
+            "error": error[:2000],
+        },
+        next_attempt_at=timezone.now(),
+    )
+    nudge.deliver(twin.connection_id)
+
+
+def _event_applied(twin: Twin, event: SyncEvent) -> None:
+    replica = event.payload["replica"]
+    with transaction.atomic():
+        SyncEvent.objects.filter(pk=event.pk).update(
+            status=SyncEvent.Status.DONE, done_at=timezone.now(), last_error=""
+        )
+        Twin.objects.filter(pk=twin.pk).update(last_received_replica=replica, last_error="")
+        SyncError.objects.filter(event=event, resolved_at__isnull=True).update(
+            resolved_at=timezone.now()
+        )
+        _queue_ack(twin, event)
+        # What we wrote bumped the incident's sys_mod_count: scan it once so the agreed
+        # state and mod count are recorded (it finds nothing to send: no echo).
+        detect.twin_request_scan(twin_ids=[twin.pk], nudge=False)
+        twin_status_refresh(twin.pk)
+
+
+def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> None:
+    """Apply one incoming replica with the Basic rules, exactly once across crashes."""
+    replica = replica_validate(event.payload["replica"])
+    changed = event.payload.get("changed") or list(rules.SYNCED_FIELDS)
+    mirrored = {(i.kind, i.remote_id): i for i in MirroredItem.objects.filter(twin=twin)}
+    plan = rules.incoming_plan(
+        replica,
+        changed=changed,
+        has_local_entity=bool(twin.local_entity_id),
+        known={"summary": twin.known_summary, "description": twin.known_description},
+        mirrored_comment_ids={
+            r for (k, r), i in mirrored.items() if k == MirroredItem.Kind.COMMENT and i.local_id
+        },
+        mirrored_attachment_ids={
+            r for (k, r), i in mirrored.items() if k == MirroredItem.Kind.ATTACHMENT and i.local_id
+        },
+    )
+    # 1. the entity itself
+    if plan.create:
+        ref = None
+        if twin.create_intent_at:
+            ref = adapter.find_entity_by_correlation(twin.correlation_id)
+        if ref is None:
+            Twin.objects.filter(pk=twin.pk).update(create_intent_at=timezone.now())
+            ref = adapter.create_entity(
+                summary=plan.fields["summary"],
+                description=plan.fields["description"],
+                entity_type=rules.incoming_entity_type(
+                    replica["entity"]["type"], local_types=type(adapter).entity_types
+                ),
+                correlation_id=twin.correlation_id,
+                correlation_display=f"Exalate {replica['entity']['key']}"[:100],
+            )
+        with transaction.atomic():
+            Twin.objects.filter(pk=twin.pk).update(
+                local_entity_id=ref.id,
+                local_key=ref.key,
+                local_url=ref.url,
+                known_summary=plan.fields["summary"],
+                known_description=plan.fields["description"],
+            )
+        twin.local_entity_id, twin.local_key, twin.local_url = ref.id, ref.key, ref.url
+    elif plan.fields:
+        adapter.update_entity(
+            twin.local_entity_id,
+            summary=plan.fields.get("summary"),
+            description=plan.fields.get("description"),
+        )
+        update = {f"known_{k}": v for k, v in plan.fields.items()}
+        Twin.objects.filter(pk=twin.pk).update(**update)
+    claims.renew(Twin, twin.pk)
+
+    local_snapshot: dict | None = None
+
+    def snapshot() -> dict:
+        nonlocal local_snapshot
+        if local_snapshot is None:
+            local_snapshot = adapter.read_replica(twin.local_entity_id)
+        return local_snapshot
+
+    taken_local = {i.local_id for i in mirrored.values() if i.local_id}
+    # 2. attachments, each once, bytes checked
+    for a in plan.attachments:
+        item = mirrored.get((MirroredItem.Kind.ATTACHMENT, a["id"]))
+        if item is not None:
+            if _adopt_earlier_write(
+                item,
+                snapshot()["attachments"],
+                taken_local,
+                lambda la, a=a: rules.attachment_matches(
+                    la, file_name=a["file_name"], sha256=a["sha256"]
+                ),
+            ):
+                continue
+        else:
+            item = MirroredItem.objects.create(
+                twin=twin,
+                kind=MirroredItem.Kind.ATTACHMENT,
+                remote_id=a["id"],
+                sha256=a["sha256"],
+                file_name=a["file_name"][:255],
+            )
+        with fetched_attachment(twin, a, event, adapter) as path:
+            claims.renew(Twin, twin.pk)
+            created = adapter.add_attachment(
+                twin.local_entity_id,
+                file_name=a["file_name"],
+                content_type=a["content_type"] or "application/octet-stream",
+                chunks=file_chunks(path),
+            )
+        _item_done(item, created.id)
+        taken_local.add(created.id)
+        claims.renew(Twin, twin.pk)
+    # 3. comments, each once (last: the final journal write moves the incident's
+    # sys_updated_on past the uploads, so change detection does not re-read for them)
+    for c in plan.comments:
+        item = mirrored.get((MirroredItem.Kind.COMMENT, c["id"]))
+        if item is not None:  # an earlier attempt recorded the intent: did the write happen?
+            if _adopt_earlier_write(
+                item,
+                snapshot()["comments"],
+                taken_local,
+                lambda lc, c=c: rules.comment_matches(lc, body=c["body"], author=c["author"]),
+            ):
+                continue
+        else:
+            item = MirroredItem.objects.create(
+                twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=c["id"]
+            )
+        created = adapter.add_comment(twin.local_entity_id, body=c["body"], author=c["author"])
+        _item_done(item, created.id)
+        taken_local.add(created.id)
+        claims.renew(Twin, twin.pk)
+
+
+def _adopt_earlier_write(
+    item: MirroredItem, local_items: list[dict], taken_local: set, is_copy
+) -> bool:
+    """Reconcile an intent left by an earlier attempt: if a local item (replica comment or
+    attachment) not yet mapped is the copy ``is_copy(local_item)`` accepts, record it as
+    this item's local twin instead of writing again. Returns True when one was adopted."""
+    match = next((li for li in local_items if li["id"] not in taken_local and is_copy(li)), None)
+    if match is None:
+        return False
+    _item_done(item, match["id"])
+    taken_local.add(match["id"])
+    return True
+
+
+def _item_done(item: MirroredItem, local_id: str) -> None:
+    MirroredItem.objects.filter(pk=item.pk).update(local_id=local_id)
+    item.local_id = local_id
