@@ -260,6 +260,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimu
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Heartbeats (exalate_console/heartbeats.py): beat and every worker write one each
+# HEARTBEAT_INTERVAL seconds; /healthz says 503 when one is older than HEARTBEAT_STALE.
+HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 10.0, minimum=0.2)
+HEARTBEAT_STALE = env_float("HEARTBEAT_STALE", 60.0, minimum=0.5)
+if HEARTBEAT_STALE <= HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured(
+        f"HEARTBEAT_STALE={HEARTBEAT_STALE:g} must be longer than HEARTBEAT_INTERVAL={HEARTBEAT_INTERVAL:g}."
+    )
+# `manage.py serve` starts a crashed web, worker or beat again after SERVE_RESTART_DELAY s,
+# doubling for each crash in a row up to SERVE_RESTART_MAX_DELAY s.
+SERVE_RESTART_DELAY = env_float("SERVE_RESTART_DELAY", 1.0, minimum=0.1)
+SERVE_RESTART_MAX_DELAY = env_float("SERVE_RESTART_MAX_DELAY", 60.0, minimum=0.1)
+CELERY_BEAT_SCHEDULER = "exalate_console.heartbeats:HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = HEARTBEAT_INTERVAL
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
 LOGGING = {
