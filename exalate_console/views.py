@@ -37,6 +37,20 @@ def not_built(title: str, explanation: str):
     return view
 
 
+def login_locked_out(request, original_response=None, credentials=None):
+    """The login page's answer (HTTP 429) while django-axes locks this user name + address out.
+
+    Says why, for how long (``LOGIN_LOCKOUT_MINUTES``) and how an admin lifts it.
+    """
+    from django.conf import settings
+
+    minutes = settings.AXES_COOLOFF_TIME.total_seconds() / 60
+    wait = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    context = {"wait": wait, "username": username[:150]}
+    return render(request, "registration/locked_out.html", context, status=429)
+
+
 @never_cache
 @require_GET
 def healthz(request):
