@@ -213,7 +213,6 @@ class LiveNode(_Process):
             LOG_LEVEL="info",
             SYNC_POLL_INTERVAL="2",
             CHANGE_POLL_INTERVAL="2",
-            HEARTBEAT_INTERVAL="1",
         )
         if self.public:
             env["NODE_PUBLIC_URL"] = self.url
