@@ -15,6 +15,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .forms import accepted_name_validate
 from .models import Connection
 from .node_auth import InvitationJWTAuthentication
 from .selectors import connection_get, connection_list, node_info_get
@@ -26,6 +27,7 @@ from .services import (
     connection_initiate,
     handshake_receive,
     invitation_accept,
+    invitation_check,
     invitation_revoke,
 )
 
@@ -165,6 +167,7 @@ class ConnectionAcceptApi(ErrorJSONMixin, APIView):
     def post(self, request):
         form = AcceptSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        accepted_name_validate(invitation_check(code=form.validated_data["code"]))
         connection = invitation_accept(code=form.validated_data["code"], user=request.user)
         return Response(
             {"connection": ConnectionSerializer(connection).data}, status=status.HTTP_201_CREATED

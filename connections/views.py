@@ -12,6 +12,7 @@ import time
 from functools import wraps
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -21,7 +22,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from .forms import InitiateForm, InvitationCodeForm
+from .forms import InitiateForm, InvitationCodeForm, accepted_name_validate
 from .models import Connection
 from .selectors import (
     connection_get,
@@ -44,10 +45,12 @@ from .services import (
 )
 from .settings_views import general_settings  # noqa: F401  (re-exported for urls.py)
 
-#: Session key holding an invitation code that arrived in a link (the "Yes" branch).
+#: Session key holding the code of a local connection on its way to the Accept dialog.
 SESSION_CODE = "connections_invitation_code"
-#: Seconds a code from such a link waits in the session for the admin to log in.
+#: Seconds a code from an invitation link waits (in a signed cookie) for the admin to log in.
 STASH_SECONDS = 15 * 60
+#: Only the Accept page reads the cookie holding a code that arrived in a link.
+STASH_COOKIE_PATH = "/connections/accept/"
 MAX_CODE_LENGTH = 8000
 
 
@@ -224,32 +227,61 @@ def _accept_render(request, step: str, code: str, *, error=None, payload=None):
     return render(request, "connections/accept.html", context)
 
 
-def _stash_code(request) -> None:
-    request.session[SESSION_CODE] = {
-        "code": request.GET["code"][:MAX_CODE_LENGTH],
-        "at": time.time(),
-    }
+def _stash_cookie_name() -> str:
+    # Two nodes on one host share cookies (ports do not separate them): one name per node.
+    return f"{settings.SESSION_COOKIE_NAME}_invitation"
+
+
+def _stash_code(request, response):
+    """Keep the link's ``?code=`` in a signed, short-lived cookie on ``response`` and return it.
+
+    A cookie, not the session: an anonymous visitor of an invitation link creates no
+    session row (anyone can send such links). Codes are far below a cookie's 4 KB.
+    """
+    response.set_signed_cookie(
+        _stash_cookie_name(),
+        request.GET["code"][:MAX_CODE_LENGTH],
+        salt=_stash_cookie_name(),
+        max_age=STASH_SECONDS,
+        path=STASH_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
 
 
 def _stashed_code(request) -> str:
+    """The code waiting for this admin (a local connection's, or a link's), or ``""``."""
     stash = request.session.pop(SESSION_CODE, None)
     if isinstance(stash, dict) and time.time() - float(stash.get("at", 0)) < STASH_SECONDS:
         return str(stash.get("code", ""))
-    return ""
+    return request.get_signed_cookie(
+        _stash_cookie_name(), default="", salt=_stash_cookie_name(), max_age=STASH_SECONDS
+    )
+
+
+def _unstash(request, response):
+    """Drop the link's code cookie (read once) from the browser."""
+    if _stash_cookie_name() in request.COOKIES:
+        response.delete_cookie(_stash_cookie_name(), path=STASH_COOKIE_PATH, samesite="Lax")
+    return response
 
 
 @require_GET
 def invitation_link(request):
     """Where the initiating node sends the browser on "Yes, I have admin access".
 
-    ``/api/node/v1/accept-invitation?code=...`` needs no login: it keeps the code in
-    this browser's session (for :data:`STASH_SECONDS`) and redirects to the Accept
-    invitation page, which asks the admin to log in first when needed. So the code
-    never travels on in a ``next=`` parameter and does not stay in the address bar.
+    ``/api/node/v1/accept-invitation?code=...`` needs no login: it keeps the code in a
+    signed cookie of this browser (for :data:`STASH_SECONDS`; no session row is created)
+    and redirects to the Accept invitation page, which asks the admin to log in first when
+    needed. So the code never travels on in a ``next=`` parameter and does not stay in the
+    address bar.
     """
+    response = redirect("connections:accept")
     if request.GET.get("code"):
-        _stash_code(request)
-    return redirect("connections:accept")
+        _stash_code(request, response)
+    return response
 
 
 @admin_required
@@ -261,13 +293,12 @@ def invitation_accept_wizard(request):
     the browser is sent on to the page without it).
     """
     if request.method == "GET" and request.GET.get("code"):
-        _stash_code(request)
-        return redirect("connections:accept")
+        return _stash_code(request, redirect("connections:accept"))
     if request.method == "GET":
         code = _stashed_code(request)
         if not code:
-            return _accept_render(request, "code", "")
-        return _accept_next(request, code)
+            return _unstash(request, _accept_render(request, "code", ""))
+        return _unstash(request, _accept_next(request, code))
     form = InvitationCodeForm(request.POST)
     if not form.is_valid() and "code" in form.errors:
         error = ConnectionSetupError(
@@ -283,6 +314,7 @@ def invitation_accept_wizard(request):
     if step == "code":
         return _accept_next(request, code)
     try:
+        accepted_name_validate(invitation_check(code=code))
         connection = invitation_accept(code=code, user=request.user)
     except ConnectionSetupError as exc:
         return _accept_render(request, "code", code, error=exc)
@@ -292,6 +324,7 @@ def invitation_accept_wizard(request):
 def _accept_next(request, code: str):
     try:
         payload = invitation_check(code=code)
+        accepted_name_validate(payload)
     except ConnectionSetupError as exc:
         return _accept_render(request, "code", code, error=exc)
     return _accept_render(request, "confirm", code, payload=payload)

@@ -7,6 +7,7 @@ a fresh machine. Bad values stop start-up with a message naming the variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -108,7 +109,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -130,6 +132,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "exalate_console.urls"
@@ -186,6 +191,11 @@ if "://" not in DATABASE_URL:
 DATABASES = {"default": _database(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: it refuses a login that is locked out before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -214,19 +224,76 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+
+def _proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """``X-Forwarded-Proto`` (or ``X-Forwarded-Proto: https``) -> Django's (META key, value)."""
+    raw = env_str(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition(":")
+    header, value = header.strip(), value.strip() or "https"
+    if not header.replace("-", "").replace("_", "").isalnum():
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a header name: expected e.g. X-Forwarded-Proto (optionally ': https')."
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+# HTTPS behind a TLS-terminating proxy (README "Production"): redirect plain HTTP (not /healthz,
+# which load balancers call directly), trust the proxy's header saying the request was HTTPS,
+# and tell browsers to use HTTPS only (HSTS, seconds).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Content-Security-Policy (django-csp): scripts and styles only from this node's static files,
+# no inline script, style attribute or event handler; no framing; images also as data: URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user name
+# from one address, that pair is refused for LOGIN_LOCKOUT_MINUTES, even with the right password.
+# `manage.py axes_reset` lifts every lockout at once.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_LOCKOUT_MINUTES", 15.0, minimum=0.01))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "exalate_console.views.login_locked_out"
+AXES_VERBOSE = False
 # Two nodes on one host differ only by port; give each its own cookie names.
 SESSION_COOKIE_NAME = env_str("SESSION_COOKIE_NAME", "exalate_sessionid")
 CSRF_COOKIE_NAME = env_str("CSRF_COOKIE_NAME", "exalate_csrftoken")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "exalate_console.api_errors.error_exception_handler",
+}
+# API tokens (django-rest-knox): only a hash is stored; `manage.py create_api_token USER`
+# prints a new one once. It expires after API_TOKEN_TTL_DAYS days (0: never).
+_token_days = env_int("API_TOKEN_TTL_DAYS", 90, minimum=0, maximum=3650)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=_token_days) if _token_days else None,
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Exalate console API",
@@ -287,6 +354,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimu
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Heartbeats (exalate_console/heartbeats.py): beat and every worker write one each
+# HEARTBEAT_INTERVAL seconds; /healthz says 503 when one is older than HEARTBEAT_STALE.
+HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 10.0, minimum=0.2)
+HEARTBEAT_STALE = env_float("HEARTBEAT_STALE", 60.0, minimum=0.5)
+if HEARTBEAT_STALE <= HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured(
+        f"HEARTBEAT_STALE={HEARTBEAT_STALE:g} must be longer than HEARTBEAT_INTERVAL={HEARTBEAT_INTERVAL:g}."
+    )
+# `manage.py serve` starts a crashed web, worker or beat again after SERVE_RESTART_DELAY s,
+# doubling for each crash in a row up to SERVE_RESTART_MAX_DELAY s.
+SERVE_RESTART_DELAY = env_float("SERVE_RESTART_DELAY", 1.0, minimum=0.1)
+SERVE_RESTART_MAX_DELAY = env_float("SERVE_RESTART_MAX_DELAY", 60.0, minimum=0.1)
+CELERY_BEAT_SCHEDULER = "exalate_console.heartbeats:HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = HEARTBEAT_INTERVAL
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
 LOGGING = {

@@ -37,15 +37,34 @@ def not_built(title: str, explanation: str):
     return view
 
 
+def login_locked_out(request, original_response=None, credentials=None):
+    """The login page's answer (HTTP 429) while django-axes locks this user name + address out.
+
+    Says why, for how long (``LOGIN_LOCKOUT_MINUTES``) and how an admin lifts it.
+    """
+    from django.conf import settings
+
+    minutes = settings.AXES_COOLOFF_TIME.total_seconds() / 60
+    wait = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    context = {"wait": wait, "username": username[:150]}
+    return render(request, "registration/locked_out.html", context, status=429)
+
+
 @never_cache
 @require_GET
 def healthz(request):
-    """Database and broker reachability as JSON, without login.
+    """Database, broker, scheduler and worker health as JSON, without login.
 
-    Returns ``{"status": "ok"|"error", "database": {...}, "broker": {...}}`` with
-    HTTP 200 when both answer and 503 otherwise. Connection strings are never shown.
+    Returns ``{"status": "ok"|"error", "database": {"ok"}, "broker": {"ok"},
+    "scheduler": {"ok", "seconds_since_heartbeat"}, "workers": {"ok", "alive",
+    "seconds_since_heartbeat"}}`` with HTTP 200 when all are ok and 503 otherwise: the
+    database or broker does not answer, or the scheduler's (beat) or every worker's
+    heartbeat is older than ``HEARTBEAT_STALE`` seconds (see ``exalate_console.heartbeats``).
+    Errors name only an exception class: connection strings are never shown.
     """
     from exalate_console.celery import app
+    from exalate_console.heartbeats import heartbeat_status
 
     result = {"database": {"ok": True}, "broker": {"ok": True}}
     try:
@@ -59,6 +78,15 @@ def healthz(request):
             conn.ensure_connection(max_retries=1, timeout=3)
     except Exception as exc:
         result["broker"] = {"ok": False, "error": exc.__class__.__name__}
-    ok = result["database"]["ok"] and result["broker"]["ok"]
+    if result["database"]["ok"]:
+        try:
+            result.update(heartbeat_status())
+        except Exception as exc:  # e.g. not migrated yet
+            unknown = {"ok": False, "error": exc.__class__.__name__}
+            result.update(scheduler=unknown, workers=unknown)
+    else:
+        unknown = {"ok": False, "error": "database unreachable"}
+        result.update(scheduler=unknown, workers=unknown)
+    ok = all(part["ok"] for part in result.values())
     result["status"] = "ok" if ok else "error"
     return JsonResponse(result, status=200 if ok else 503)

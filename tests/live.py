@@ -260,7 +260,8 @@ class LiveNode(_Process):
         """Start web + worker + beat; wait until /healthz answers 200.
 
         ``worker=False`` starts the web part only (``serve --no-worker``); start workers
-        with :meth:`add_worker` then, to kill and restart them on their own.
+        with :meth:`add_worker` then, to kill and restart them on their own (until then
+        /healthz says 503 for the missing heartbeats: this waits for its database part).
         """
         if fresh:
             self._create_database()
@@ -282,8 +283,13 @@ class LiveNode(_Process):
         if not worker:
             args.append("--no-worker")
         self._spawn(args, self.env)
+
+        def ready() -> bool:
+            r = requests.get(f"{self.url}/healthz", timeout=2)
+            return r.status_code == 200 or (not worker and r.json()["database"]["ok"])
+
         wait_for(
-            lambda: requests.get(f"{self.url}/healthz", timeout=2).status_code == 200,
+            ready,
             timeout=60,
             what=f"node {self.node_name} on {self.url}",
             proc=self.proc,

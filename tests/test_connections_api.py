@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from connections import services
@@ -37,7 +37,7 @@ def node_url(settings):
 @pytest.fixture
 def api(admin_user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {AuthToken.objects.create(user=admin_user)[1]}")
     return client
 
 
@@ -114,7 +114,9 @@ def test_node_information_is_public_and_holds_no_secret(client):
 def test_the_automation_api_needs_an_admin_token(client, outsider):
     assert client.get("/api/connections/").status_code in (401, 403)
     outsider_api = APIClient()
-    outsider_api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+    outsider_api.credentials(
+        HTTP_AUTHORIZATION=f"Token {AuthToken.objects.create(user=outsider)[1]}"
+    )
     response = outsider_api.get("/api/connections/")
     assert response.status_code == 403 and "error" in response.json()
 

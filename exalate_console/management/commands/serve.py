@@ -1,15 +1,19 @@
 """Run one console node: migrate, create the first admin, then web, worker and beat together.
 
-``python manage.py serve --port 8000`` starts gunicorn (the web console and the
-node-to-node API) and one Celery worker with an embedded beat, prints the URL, and
-stops all of them on Ctrl-C or SIGTERM. Production runs the same three parts as
-separate services (see docker-compose.yml).
+``python manage.py serve --port 8000`` starts three processes: gunicorn (the web console
+and the node-to-node API), one Celery worker and Celery beat (the scheduler), prints the
+URL, and stops all of them on Ctrl-C or SIGTERM. Any of them that dies is started again
+after a back-off (``SERVE_RESTART_DELAY`` s, doubling for each crash in a row up to
+``SERVE_RESTART_MAX_DELAY`` s) and the crash is logged, so a killed worker or beat does not
+take the node down. Production runs the same three parts as separate services (see
+docker-compose.yml).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from django.conf import settings
 from django.core.management import call_command
@@ -28,7 +32,7 @@ class Command(BaseCommand):
             "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
         )
         parser.add_argument(
-            "--no-worker", action="store_true", help="Web only (no Celery worker/beat)."
+            "--no-worker", action="store_true", help="Web only (no Celery worker, no beat)."
         )
 
     def handle(self, *args, port, host, web_workers, no_worker, **options):
@@ -38,8 +42,15 @@ class Command(BaseCommand):
 
         identity = node_identity_get()
         env = os.environ.copy()
-        # A crashed web or worker process is started again (a few times) instead of taking the node down.
-        group = ProcessGroup(grace=15, restarts=5, log=self.stderr.write)
+        # A crashed web, worker or beat process is started again (after a back-off, logged)
+        # instead of taking the node down.
+        group = ProcessGroup(
+            grace=15,
+            restarts=None,
+            backoff=settings.SERVE_RESTART_DELAY,
+            max_backoff=settings.SERVE_RESTART_MAX_DELAY,
+            log=self._log,
+        )
         web = [
             sys.executable,
             "-m",
@@ -67,17 +78,27 @@ class Command(BaseCommand):
                 "-A",
                 "exalate_console",
                 "worker",
-                "--beat",
                 "--loglevel",
                 settings.LOG_LEVEL.upper(),
-                "--schedule",
-                settings.CELERY_BEAT_SCHEDULE_FILENAME,
                 "--concurrency",
                 str(settings.CELERY_WORKER_CONCURRENCY),
                 "--hostname",
                 f"node-{port}@%h",
             ]
             group.start("worker (celery)", worker, env=env)
+            beat = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "exalate_console",
+                "beat",
+                "--loglevel",
+                settings.LOG_LEVEL.upper(),
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ]
+            group.start("beat (celery)", beat, env=env)
         url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
         self.stdout.write(
             self.style.SUCCESS(f"Exalate console node {identity.name!r} is running at {url}")
@@ -89,3 +110,9 @@ class Command(BaseCommand):
         exit_code = group.run_until_signal()
         self.stdout.write("Stopped.")
         sys.exit(exit_code)
+
+    def _log(self, message: str) -> None:
+        """Supervisor messages (a crash, a restart) on stderr, timestamped like the children's."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.stderr.write(f"{stamp} serve: {message}")
+        self.stderr.flush()
