@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .invitations import InvitationPayload
-from .models import Connection
-from .selectors import node_identity_get
-from .services import ConnectionSetupError, connection_name_validate
+from .services import accepted_name_validate  # noqa: F401  (re-exported for views and api)
 
 MODE_CHOICES = [("basic", "Basic"), ("visual", "Visual"), ("script", "Script")]
 ACCESS_CHOICES = [("yes", "Yes, I have admin access"), ("no", "No, I don't have admin access")]
@@ -51,37 +48,3 @@ class InvitationCodeForm(forms.Form):
         ),
         strip=True,
     )
-
-
-def accepted_name_validate(payload: InvitationPayload) -> str:
-    """Check the connection name an invitation brings, as Initiate checks a typed one.
-
-    ``payload`` is the decoded invitation. A local invitation's name was checked on this
-    node when it was made (both ends share it). For any other, the name must be usable
-    here (at most 100 letters, digits, spaces, dots, dashes or underscores; Initiate's
-    rule) and not taken by another connection of this node. Otherwise raises
-    ``ConnectionSetupError`` (field ``code``; 409 when taken) saying what to ask the
-    initiating admin for. Returns the trimmed name.
-    """
-    if payload.node_id == node_identity_get().node_id:
-        return payload.name
-    name = (payload.name or "").strip()
-    shown = name if len(name) <= 100 else name[:100] + "…"
-    initiator = payload.node_name or payload.node_url or "the initiating node"
-    if name and Connection.objects.filter(name__iexact=name).exists():
-        raise ConnectionSetupError(
-            f"A connection named {shown} already exists on this node, so this invitation cannot"
-            f" be accepted here. Ask the admin of {initiator} to initiate the connection again"
-            " with another name.",
-            status=409,
-            field="code",
-        )
-    try:
-        return connection_name_validate(name)
-    except ConnectionSetupError:
-        raise ConnectionSetupError(
-            f"This invitation names the connection {shown!r}, which is not a usable connection"
-            " name (it needs 1 to 100 letters, digits, spaces, dots, dashes or underscores)."
-            f" Ask the admin of {initiator} for an invitation with another name.",
-            field="code",
-        ) from None

@@ -8,7 +8,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import settings_services
-from .selectors import node_identity_get, node_settings_get, settings_locked_fields
+from .selectors import (
+    node_identity_get,
+    node_settings_get,
+    settings_locked_fields,
+    tracker_adapter_class_get,
+)
 from .settings_forms import GeneralSettingsForm
 
 
@@ -82,4 +87,4 @@ def _initial(stored) -> dict:
 
 def _webhook_url(request) -> str:
     base = node_identity_get().public_url or request.build_absolute_uri("/").rstrip("/")
-    return f"{base}/api/webhooks/servicenow/"
+    return f"{base}/api/webhooks/{tracker_adapter_class_get().tracker}/"

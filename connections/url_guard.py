@@ -5,7 +5,7 @@ initiator URL; a peer reports its own URL. Each would make this node send a requ
 before any node-to-node request the URL goes through :func:`guard_node_url`:
 
 * only ``http`` and ``https``, with a host; the query and fragment are dropped (they would
-  choose the path requested), and so are user info and a path for a base URL;
+  choose the path requested), and so is user info;
 * the host name is resolved and **every** address it resolves to is checked: link-local
   (169.254.0.0/16, fe80::/10, which holds the cloud metadata services), the metadata
   addresses of the large clouds (169.254.169.254, fd00:ec2::254, 100.100.100.200),
@@ -107,7 +107,8 @@ def resolve(host: str, port: int) -> list[Address]:
 
 
 def base_url(url: str) -> str:
-    """``scheme://host[:port]`` of ``url`` (query, fragment, user info and path dropped).
+    """``scheme://host[:port][/path]`` of ``url``: query, fragment and user info dropped, no
+    trailing slash (a node behind a proxy may live under a path such as ``/exalate``).
 
     Raises NodeAddressRefused when the URL is not http(s) with a host.
     """
@@ -124,7 +125,7 @@ def base_url(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"
-    return urlunsplit((parts.scheme.lower(), netloc, "", "", ""))
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _literal_addresses(host: str) -> list[Address]:
@@ -141,7 +142,7 @@ def _literal_addresses(host: str) -> list[Address]:
 
 
 def guard_node_url(url: str, *, resolve_name: bool = True) -> str:
-    """The base URL (``scheme://host[:port]``) of ``url`` when this node may request it.
+    """The base URL (see :func:`base_url`) of ``url`` when this node may request it.
 
     ``resolve_name`` False checks without a DNS lookup (scheme, metadata names, hosts written
     as addresses): the Accept wizard's Next uses it; the request itself always resolves.

@@ -65,6 +65,7 @@ if NODE_PUBLIC_URL:
 # of them (General settings' "tracker"); the engine never imports an adapter directly.
 TRACKER_ADAPTERS = {
     "servicenow": "servicenow_adapter.adapter.ServiceNowAdapter",
+    "jira": "jira_adapter.adapter.JiraAdapter",
 }
 
 # The tracker this node serves, for scripted installs (the settings page shows them read-only).
@@ -79,10 +80,28 @@ SERVICENOW_TIMEOUT = env_float("SERVICENOW_TIMEOUT", 30.0, minimum=0.1)
 SERVICENOW_RETRY_ATTEMPTS = env_int("SERVICENOW_RETRY_ATTEMPTS", 4, minimum=1, maximum=20)
 SERVICENOW_RETRY_MAX_SECONDS = env_float("SERVICENOW_RETRY_MAX_SECONDS", 60.0, minimum=0)
 
+# A Jira node, for scripted installs: Cloud (e-mail + API token, REST v3) or Data Center
+# (personal access token in JIRA_API_TOKEN, REST v2); JIRA_AUTH "" detects it from the site.
+JIRA_INSTANCE_URL = env_url("JIRA_INSTANCE_URL", "")
+JIRA_AUTH = env_choice("JIRA_AUTH", "", ("", "cloud", "dc"))
+JIRA_EMAIL = env_str("JIRA_EMAIL", "")
+JIRA_API_TOKEN = env_str("JIRA_API_TOKEN", "")
+JIRA_WEBHOOK_SECRET = env_str("JIRA_WEBHOOK_SECRET", "")
+JIRA_TIMEOUT = env_float("JIRA_TIMEOUT", 30.0, minimum=0.1)
+JIRA_RETRY_ATTEMPTS = env_int("JIRA_RETRY_ATTEMPTS", 4, minimum=1, maximum=20)
+JIRA_RETRY_MAX_SECONDS = env_float("JIRA_RETRY_MAX_SECONDS", 60.0, minimum=0)
+# Jira's JQL dates are minute-granular: the change poll re-reads at least this many seconds.
+JIRA_POLL_MIN_OVERLAP = env_float("JIRA_POLL_MIN_OVERLAP", 120.0, minimum=60)
+JIRA_CORRELATION_LOOKBACK_DAYS = env_int("JIRA_CORRELATION_LOOKBACK_DAYS", 2, minimum=1)
+JIRA_CORRELATION_SETTLE_SECONDS = env_float("JIRA_CORRELATION_SETTLE_SECONDS", 5.0, minimum=0)
+
 # Sync timing, in seconds.
 SYNC_POLL_INTERVAL = env_float("SYNC_POLL_INTERVAL", 20.0, minimum=0.5)
 CHANGE_POLL_INTERVAL = env_float("CHANGE_POLL_INTERVAL", 20.0, minimum=0.5)
 CHANGE_POLL_OVERLAP = env_float("CHANGE_POLL_OVERLAP", 120.0, minimum=0)
+# A connection error that clears by itself (credentials refused, instance hibernating,
+# journal not readable) is probed again after this many seconds, doubling up to an hour.
+CONNECTION_PROBE_SECONDS = env_float("CONNECTION_PROBE_SECONDS", 60.0, minimum=0.5)
 NODE_REQUEST_TIMEOUT = env_float("NODE_REQUEST_TIMEOUT", 15.0, minimum=0.1)
 # The guard on node URLs (connections/url_guard.py): host names or CIDR ranges to let through
 # although the rules refuse them (link-local, metadata), and more to refuse. Comma-separated.
@@ -119,6 +138,7 @@ INSTALLED_APPS = [
     "connections",
     "sync",
     "servicenow_adapter",
+    "jira_adapter",
 ]
 
 MIDDLEWARE = [

@@ -22,8 +22,7 @@ MAX_LINES = 520
 
 
 def _sources(app: str):
-    for path in sorted((ROOT / app).rglob("*.py")):
-        yield path
+    yield from sorted((ROOT / app).rglob("*.py"))
 
 
 def _imported_roots(path: Path) -> set[str]:

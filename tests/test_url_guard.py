@@ -39,7 +39,7 @@ def test_metadata_link_local_and_odd_addresses_are_refused(url, why):
         ("http://127.0.0.1:8002", "http://127.0.0.1:8002"),
         ("http://127.0.0.1:8002/?", "http://127.0.0.1:8002"),
         ("http://127.0.0.1:8002/#x", "http://127.0.0.1:8002"),
-        ("http://127.0.0.1:8002/api/x?next=/evil#frag", "http://127.0.0.1:8002"),
+        ("http://127.0.0.1:8002/exalate/?next=/evil#frag", "http://127.0.0.1:8002/exalate"),
         ("http://user:pw@10.1.2.3:8443/", "http://10.1.2.3:8443"),
         ("HTTPS://192.168.1.20", "https://192.168.1.20"),
         ("http://[::1]:8001/", "http://[::1]:8001"),

@@ -26,7 +26,7 @@ information, patch ``connections.services.destination.node_info_fetch`` (the nam
 destination check calls); patching the re-export below changes nothing.
 """
 
-from .accept import invitation_accept, invitation_check
+from .accept import accepted_name_validate, invitation_accept, invitation_check
 from .destination import (
     GENERAL_SETTINGS_HINT,
     INFO_PATH,
@@ -49,6 +49,7 @@ from .lifecycle import (
 )
 
 __all__ = [
+    "accepted_name_validate",
     "GENERAL_SETTINGS_HINT",
     "HANDSHAKE_PATH",
     "INFO_PATH",

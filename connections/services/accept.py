@@ -22,6 +22,7 @@ from ..selectors import node_identity_get
 from ..transport import NodeTransportError, check_node_url
 from .errors import ConnectionSetupError
 from .handshake import handshake_send, invitation_mark_accepted, invitation_refuse_unusable
+from .initiate import connection_name_validate
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +120,13 @@ def invitation_accept(*, code: str, user) -> Connection:
     payload = invitation_check(code=code)
     if payload.node_id == node_identity_get().node_id:
         return _accept_local(payload, user)
+    name = accepted_name_validate(payload)  # before the handshake: nothing is sent for a bad name
     remote = handshake_send(payload)
     now = timezone.now()
     with transaction.atomic():
         connection = Connection.objects.create(
             id=payload.connection_id,
-            name=payload.name[:100],
+            name=name,
             type=payload.type,
             mode=payload.mode,
             status=Connection.Status.ACTIVE,
@@ -185,3 +187,37 @@ def _accept_local(payload: InvitationPayload, user) -> Connection:
         invitation_mark_accepted(invitation, node_id=node_identity_get().node_id, now=now)
     logger.info("Local connection %s accepted by %s", peer.name, getattr(user, "username", user))
     return peer
+
+
+def accepted_name_validate(payload: InvitationPayload) -> str:
+    """Check the connection name an invitation brings, as Initiate checks a typed one.
+
+    ``payload`` is the decoded invitation. A local invitation's name was checked on this
+    node when it was made (both ends share it). For any other, the name must be usable
+    here (at most 100 letters, digits, spaces, dots, dashes or underscores; Initiate's
+    rule) and not taken by another connection of this node. Otherwise raises
+    ``ConnectionSetupError`` (field ``code``; 409 when taken) saying what to ask the
+    initiating admin for. Returns the trimmed name.
+    """
+    if payload.node_id == node_identity_get().node_id:
+        return payload.name
+    name = (payload.name or "").strip()
+    shown = name if len(name) <= 100 else name[:100] + "…"
+    initiator = payload.node_name or payload.node_url or "the initiating node"
+    if name and Connection.objects.filter(name__iexact=name).exists():
+        raise ConnectionSetupError(
+            f"A connection named {shown} already exists on this node, so this invitation cannot"
+            f" be accepted here. Ask the admin of {initiator} to initiate the connection again"
+            " with another name.",
+            status=409,
+            field="code",
+        )
+    try:
+        return connection_name_validate(name)
+    except ConnectionSetupError:
+        raise ConnectionSetupError(
+            f"This invitation names the connection {shown!r}, which is not a usable connection"
+            " name (it needs 1 to 100 letters, digits, spaces, dots, dashes or underscores)."
+            f" Ask the admin of {initiator} for an invitation with another name.",
+            field="code",
+        ) from None

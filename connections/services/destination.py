@@ -92,7 +92,7 @@ def node_info_fetch(url: str) -> RemoteNode:
             field="destination_url",
         )
     try:
-        base = check_node_url(url)  # the address guard; query, fragment and path are dropped
+        base = check_node_url(url)  # the address guard; query and fragment are dropped
     except NodeTransportError as exc:
         raise ConnectionSetupError(exc.message, field="destination_url") from None
     try:
@@ -123,7 +123,8 @@ def node_info_fetch(url: str) -> RemoteNode:
         except ValueError:
             data = None
     if not isinstance(data, dict) or data.get("product") != "exalate-console":
-        hint = f" Leave out the path: enter just {base}." if typed.path not in ("", "/") else ""
+        root = f"{urlsplit(base).scheme}://{urlsplit(base).netloc}"
+        hint = f" Leave out the path: enter just {root}." if typed.path not in ("", "/") else ""
         raise ConnectionSetupError(
             f"{base} is not an Exalate console node: it did not answer {INFO_PATH}. Enter the destination's"
             f" Exalate URL, shown in General settings on that node.{hint}",
