@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run sandbox demo test test-fast lint format chromium bench-adapter bench-sync clean
+.PHONY: install run sandbox demo test test-fast lint format chromium bench-adapter bench-sync bench-jira bench-triggers soak clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
@@ -24,11 +24,12 @@ SANDBOX_PORT ?= 8101
 sandbox: install
 	$(PY) manage.py servicenow_sandbox --port $(SANDBOX_PORT) --seed demo
 
-## make demo: two ServiceNow sandboxes and two linked-up-ready nodes; Ctrl-C stops all.
+## make demo: two ServiceNow sandboxes, a Jira sandbox and three linked-up-ready nodes; Ctrl-C stops all.
 demo: install
 	$(PY) manage.py demo
 
-## make test: the whole suite, browser tests included (installs Debian's chromium when missing).
+## make test: the whole suite, browser tests included (installs Debian's chromium when missing);
+## the slow soak test is left out on purpose (make soak, or pytest -m slow).
 test: install chromium
 	$(VENV)/bin/pytest
 
@@ -53,6 +54,25 @@ bench-adapter: install
 
 bench-sync: install
 	$(PY) benchmarks/sync_throughput.py
+
+## make bench-jira: the same figures for ServiceNow -> Jira (a ServiceNow and a Jira sandbox).
+bench-jira: install
+	$(PY) benchmarks/jira_throughput.py
+
+## make bench-triggers: a trigger matching 1,000 incidents, Save -> all Synchronized, then a
+## Bulk Exalate with a worker SIGKILL in the middle (benchmarks/trigger_bulk.py).
+bench-triggers: install
+	$(PY) benchmarks/trigger_bulk.py
+
+## make bench-pages: Sync queue and Entity sync status timings with 100,000 twins and
+## 1,000,000 events (benchmarks/pages.py; seeds var/bench-pages.sqlite3 on its first run).
+bench-pages: install
+	$(PY) benchmarks/pages.py
+
+## make soak N=1000: the soak test (benchmarks/soak.py); prints counts that must all be 0.
+N ?= 1000
+soak: install
+	$(PY) benchmarks/soak.py --incidents $(N)
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache

@@ -64,6 +64,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "remote_name",
             "remote_tracker",
             "polls_remote",
+            "incoming_project_key",
+            "incoming_project_name",
             "local_peer",
             "last_error",
             "last_error_at",
@@ -98,6 +100,14 @@ class InitiateSerializer(serializers.Serializer):
 class AcceptSerializer(serializers.Serializer):
     code = serializers.CharField(
         help_text="The invitation code the initiating node made.", trim_whitespace=True
+    )
+    project = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=255,
+        help_text="On a node whose tracker has projects: the key of the project for the"
+        " incoming sync (required there; ignored elsewhere).",
     )
 
 
@@ -168,7 +178,11 @@ class ConnectionAcceptApi(ErrorJSONMixin, APIView):
         form = AcceptSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         accepted_name_validate(invitation_check(code=form.validated_data["code"]))
-        connection = invitation_accept(code=form.validated_data["code"], user=request.user)
+        connection = invitation_accept(
+            code=form.validated_data["code"],
+            user=request.user,
+            project=form.validated_data["project"],
+        )
         return Response(
             {"connection": ConnectionSerializer(connection).data}, status=status.HTTP_201_CREATED
         )

@@ -28,9 +28,8 @@ class NodeSettings(models.Model):
     #: A name in settings.TRACKER_ADAPTERS (trackers.registry); the form offers the installed ones.
     tracker = models.CharField(max_length=20, default="servicenow")
     instance_url = models.URLField("Instance URL", blank=True)
-    auth_method = models.CharField(
-        max_length=10, choices=AuthMethod.choices, default=AuthMethod.BASIC
-    )
+    #: One of the tracker's ``settings_fields().auth_methods`` (ServiceNow: basic or oauth).
+    auth_method = models.CharField(max_length=10, default=AuthMethod.BASIC)
     username = models.CharField(max_length=150, blank=True)
     password = EncryptedTextField(blank=True)
     client_id = models.CharField("OAuth client id", max_length=255, blank=True)
@@ -92,6 +91,13 @@ class Connection(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     secret = EncryptedTextField(blank=True)
+    #: Where mirrors of remote entities are created on this node, for a tracker with projects
+    #: (``TrackerAdapter.has_projects``): chosen at Accept ("Select a project for the incoming
+    #: sync") or on the connection page. '' for a tracker without projects (ServiceNow).
+    incoming_project_key = models.CharField(
+        "Project for the incoming sync", max_length=255, blank=True
+    )
+    incoming_project_name = models.CharField(max_length=255, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
@@ -119,6 +125,14 @@ class Connection(models.Model):
             return adapter_class(self.remote_tracker).display_name or self.remote_tracker
         except TrackerError:
             return self.remote_tracker
+
+    @property
+    def incoming_project_label(self) -> str:
+        """``Test (TEST)``: the incoming project as the help page shows it ('' when none)."""
+        key, name = self.incoming_project_key, self.incoming_project_name
+        if not key:
+            return ""
+        return f"{name} ({key})" if name and name != key else key
 
     @property
     def is_local(self) -> bool:

@@ -34,12 +34,21 @@ class NodeIdentity:
 def node_identity_get() -> NodeIdentity:
     """This node's identity, the environment's NODE_PUBLIC_URL / NODE_NAME winning over the page."""
     node = node_settings_get()
+    env = environment_tracker_config()  # the environment's tracker wins, as in tracker_config_get
+    tracker = (env.tracker if env is not None else "") or node.tracker
     return NodeIdentity(
         node_id=str(node.node_id),
-        name=settings.NODE_NAME or node.name or "ServiceNow node",
+        name=settings.NODE_NAME or node.name or f"{_display_name(tracker)} node",
         public_url=(settings.NODE_PUBLIC_URL or node.public_url or "").rstrip("/"),
-        tracker=node.tracker,
+        tracker=tracker,
     )
+
+
+def _display_name(tracker: str) -> str:
+    try:
+        return adapter_class(tracker).display_name or tracker
+    except TrackerError:
+        return tracker or "Exalate"
 
 
 def environment_tracker_config() -> TrackerConfig | None:

@@ -53,12 +53,15 @@ def node_settings_record_test(*, ok: bool, message: str) -> None:
 
 
 @transaction.atomic
-def node_settings_update(*, data: dict, locked: dict[str, str]) -> NodeSettings:
+def node_settings_update(*, data: dict, locked: dict[str, str], user=None) -> NodeSettings:
     """Save the General settings in one transaction; fields in ``locked`` (environment) are left alone.
 
-    Blank password / client secret keep the stored ones.
+    Blank password / client secret keep the stored ones. The audit log gets one
+    ``settings-changed`` entry by ``user`` naming the changed fields (never a value of a
+    secret) when anything changed.
     """
     node = NodeSettings.objects.select_for_update().get(pk=node_settings_get().pk)
+    before = {f: getattr(node, f) for f in _AUDITED_FIELDS}
     for field in (
         "name",
         "public_url",
@@ -74,13 +77,47 @@ def node_settings_update(*, data: dict, locked: dict[str, str]) -> NodeSettings:
         if secret not in locked and data.get(secret):
             setattr(node, secret, data[secret])
     node.save()
+    changed = [f for f in _AUDITED_FIELDS if getattr(node, f) != before[f]]
+    if changed:
+        from audit.services import audit_record
+
+        audit_record(
+            actor=user,
+            action="settings-changed",
+            target="General settings",
+            detail="Changed: " + ", ".join(f.replace("_", " ") for f in changed),
+        )
     return node
 
 
+_AUDITED_FIELDS = (
+    "name",
+    "public_url",
+    "tracker",
+    "instance_url",
+    "auth_method",
+    "username",
+    "password",
+    "client_id",
+    "client_secret",
+)
+
+
 @transaction.atomic
-def webhook_token_rotate() -> str:
-    """Replace the inbound webhook token with a new random one and return it (shown once)."""
+def webhook_token_rotate(*, user=None) -> str:
+    """Replace the inbound webhook token with a new random one and return it (shown once).
+
+    Recorded in the audit log as ``webhook-token-rotated`` by ``user`` (never the token).
+    """
     node = NodeSettings.objects.select_for_update().get(pk=node_settings_get().pk)
     node.webhook_token = NodeSettings.new_webhook_token()
     node.save(update_fields=["webhook_token", "updated_at"])
+    from audit.services import audit_record
+
+    audit_record(
+        actor=user,
+        action="webhook-token-rotated",
+        target="General settings",
+        detail="the old webhook token no longer works",
+    )
     return node.webhook_token

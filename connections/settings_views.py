@@ -1,4 +1,4 @@
-"""General settings: this node's Exalate URL and its ServiceNow instance, with Test connection."""
+"""General settings: this node's Exalate URL and its tracker instance, with Test connection."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
+
+from trackers.registry import adapter_classes
 
 from . import settings_services
 from .selectors import (
@@ -29,11 +31,17 @@ def general_settings(request):
     test_result = None
     if request.method == "POST":
         action = request.POST.get("action", "save")
+        tracker = _chosen_tracker(request.POST.get("tracker", ""), stored)
         if action == "rotate-webhook":
-            new_webhook_token = settings_services.webhook_token_rotate()
+            new_webhook_token = settings_services.webhook_token_rotate(user=request.user)
             form = GeneralSettingsForm(stored=stored, locked=locked, initial=_initial(stored))
+        elif action == "switch":  # another tracker chosen: its fields and labels, nothing checked
+            initial = {k: v for k, v in request.POST.items() if k in _initial(stored)}
+            form = GeneralSettingsForm(
+                stored=stored, locked=locked, initial=initial, tracker=tracker
+            )
         else:
-            form = GeneralSettingsForm(request.POST, stored=stored, locked=locked)
+            form = GeneralSettingsForm(request.POST, stored=stored, locked=locked, tracker=tracker)
             if form.is_valid():
                 data = dict(form.cleaned_data)
                 config = settings_services.tracker_config_from_form(data=data, stored=stored)
@@ -46,7 +54,9 @@ def general_settings(request):
                 if action == "test":
                     pass  # shown on the page only: the values tested are not the saved ones
                 elif ok:
-                    settings_services.node_settings_update(data=data, locked=locked)
+                    settings_services.node_settings_update(
+                        data=data, locked=locked, user=request.user
+                    )
                     settings_services.node_settings_record_test(ok=ok, message=message)
                     messages.success(
                         request, f"Settings saved. Test connection succeeded: {message}"
@@ -69,8 +79,14 @@ def general_settings(request):
             "test_result": test_result,
             "new_webhook_token": new_webhook_token,
             "webhook_url": _webhook_url(request),
+            "webhook_help": form.spec.webhook_help.replace("{url}", _webhook_url(request)),
         },
     )
+
+
+def _chosen_tracker(posted: str, stored) -> str:
+    """The tracker the form is for: the posted one when an adapter is registered for it."""
+    return posted if posted in adapter_classes() else stored.tracker
 
 
 def _initial(stored) -> dict:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import project_views, views
 
 app_name = "connections"
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("accept/", views.invitation_accept_wizard, name="accept"),
     path("<uuid:connection_id>/", views.connection_detail, name="detail"),
     path("<uuid:connection_id>/established/", views.connection_established, name="established"),
+    path("<uuid:connection_id>/project/", project_views.connection_project_view, name="project"),
     path("<uuid:connection_id>/activate/", views.connection_activate_view, name="activate"),
     path("<uuid:connection_id>/deactivate/", views.connection_deactivate_view, name="deactivate"),
     path("<uuid:connection_id>/delete/", views.connection_delete_view, name="delete"),

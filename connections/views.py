@@ -22,6 +22,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from trackers.errors import TrackerError
+from trackers.registry import adapter_class
+
 from .forms import InitiateForm, InvitationCodeForm, accepted_name_validate
 from .models import Connection
 from .selectors import (
@@ -29,6 +32,7 @@ from .selectors import (
     connection_rows,
     connections_to_url_get,
     node_identity_get,
+    tracker_adapter_class_get,
     twin_count_get,
 )
 from .services import (
@@ -38,10 +42,12 @@ from .services import (
     connection_delete,
     connection_initiate,
     destination_check,
+    incoming_projects_list,
     invitation_accept,
     invitation_check,
     invitation_revoke,
     short_name,
+    tracker_has_projects,
 )
 from .settings_views import general_settings  # noqa: F401  (re-exported for urls.py)
 
@@ -86,11 +92,20 @@ def _connection_or_404(connection_id) -> Connection:
 def connection_detail(request, connection_id):
     """One connection: its remote node, status, last sync and error, and its read-only Basic rules
     (Basic mode's sync rules cannot be edited, as in Exalate)."""
+    from sync.services.operations import connection_description
+
+    from .project_views import project_context  # it imports this module
+
     connection = _connection_or_404(connection_id)
     return render(
         request,
         "connections/detail.html",
-        {"connection": connection, "twins": twin_count_get(connection=connection)},
+        {
+            "connection": connection,
+            "twins": twin_count_get(connection=connection),
+            "description": connection_description(connection),  # issue 12
+            **project_context(connection),
+        },
     )
 
 
@@ -212,7 +227,7 @@ def connection_initiate_wizard(request):
 # --- Accept invitation ---------------------------------------------------------------------
 
 
-def _accept_render(request, step: str, code: str, *, error=None, payload=None):
+def _accept_render(request, step: str, code: str, *, error=None, payload=None, project=""):
     context = {
         "step": step,
         "form": InvitationCodeForm(initial={"code": code}),
@@ -221,7 +236,15 @@ def _accept_render(request, step: str, code: str, *, error=None, payload=None):
         "payload": payload,
         "modal": bool(request.htmx) and request.method == "GET",
         "node": node_identity_get(),
+        "tracker": tracker_adapter_class_get(),
+        "remote_tracker_label": _tracker_label(payload.tracker) if payload else "",
+        "project": project,
     }
+    if step == "confirm" and tracker_has_projects():
+        try:
+            context["projects"] = incoming_projects_list()
+        except ConnectionSetupError as exc:
+            context["projects"], context["error"] = [], error or exc
     if request.htmx:
         return render(request, "connections/_accept_dialog.html", context)
     return render(request, "connections/accept.html", context)
@@ -313,12 +336,29 @@ def invitation_accept_wizard(request):
         return _accept_render(request, "code", code)
     if step == "code":
         return _accept_next(request, code)
+    project = request.POST.get("project", "")[:255]
     try:
-        accepted_name_validate(invitation_check(code=code))
-        connection = invitation_accept(code=code, user=request.user)
+        payload = invitation_check(code=code)
+        accepted_name_validate(payload)
     except ConnectionSetupError as exc:
         return _accept_render(request, "code", code, error=exc)
+    try:
+        connection = invitation_accept(code=code, user=request.user, project=project)
+    except ConnectionSetupError as exc:
+        if exc.field == "project":  # stay on "Select a project for the incoming sync"
+            return _accept_render(
+                request, "confirm", code, error=exc, payload=payload, project=project
+            )
+        return _accept_render(request, "code", code, error=exc)
     return _go(request, reverse("connections:established", args=[connection.id]))
+
+
+def _tracker_label(tracker: str) -> str:
+    """``ServiceNow`` for ``servicenow``: the registered adapter's display name ('' if unknown)."""
+    try:
+        return adapter_class(tracker).display_name or tracker
+    except TrackerError:
+        return tracker or ""
 
 
 def _accept_next(request, code: str):
@@ -334,7 +374,11 @@ def _accept_next(request, code: str):
 def connection_established(request, connection_id):
     """ "Connection established successfully": enter an incident number and click Exalate."""
     connection = _connection_or_404(connection_id)
-    return render(request, "connections/established.html", {"connection": connection})
+    return render(
+        request,
+        "connections/established.html",
+        {"connection": connection, "tracker": tracker_adapter_class_get()},
+    )
 
 
 # --- Per-connection actions ----------------------------------------------------------------
@@ -344,14 +388,29 @@ def connection_established(request, connection_id):
 @require_POST
 def connection_activate_view(request, connection_id):
     """Activate a deactivated connection; its queued changes then go out."""
+    from sync.services import connection_activated  # issue 12: held changes go at once
+
     connection = _connection_or_404(connection_id)
     try:
-        connection_activate(connection=connection, user=request.user)
+        connection = connection_activate(connection=connection, user=request.user)
     except ConnectionSetupError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Connection {connection.name} is active.")
-    return redirect("connections:list")
+        held = connection_activated(connection=connection)
+        messages.success(
+            request,
+            f"Connection {connection.name} is active."
+            + (f" {held} held change(s) are on their way." if held else ""),
+        )
+    return redirect(_back(request))
+
+
+def _back(request) -> str:
+    """Where a per-connection action returns: ``next`` when it is a path here, else the list."""
+    nxt = request.POST.get("next", "")
+    if nxt.startswith("/connections/") and not nxt.startswith("//"):
+        return nxt
+    return reverse("connections:list")
 
 
 @admin_required
@@ -368,7 +427,7 @@ def connection_deactivate_view(request, connection_id):
             request,
             f"Connection {connection.name} is deactivated. Changes stay queued and go out when you activate it again.",
         )
-    return redirect("connections:list")
+    return redirect(_back(request))
 
 
 @admin_required

@@ -25,6 +25,10 @@ def _beat_schedule() -> dict:
         "sync-detect-changes": every(settings.CHANGE_POLL_INTERVAL, "sync.detect_changes_all"),
         "sync-poll-remotes": every(settings.SYNC_POLL_INTERVAL, "sync.poll_remotes"),
         "sync-drain": every(settings.SYNC_DRAIN_INTERVAL, "sync.drain"),
+        # Issue 12: Unexalate waits for a twin's queue to drain, then tells the other node.
+        "sync-unexalates-sweep": every(settings.SYNC_DRAIN_INTERVAL, "sync.unexalates_sweep"),
+        # Issue 13: bulk runs whose worker died (or whose nudge was lost) go on.
+        "sync-bulk-drain": every(settings.SYNC_DRAIN_INTERVAL, "sync.bulk_drain"),
     }
 
 

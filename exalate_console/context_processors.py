@@ -2,13 +2,16 @@
 
 MENU = [
     ("getting-started", "Getting started"),
+    ("sync:dashboard", "Dashboard"),
     ("connections:list", "Connections"),
     ("sync:entity-status", "Entity sync status"),
     ("triggers", "Triggers"),
     ("sync:errors", "Errors"),
     ("sync:queue", "Sync queue"),
+    ("sync:cleanup", "Clean-up tools"),
     ("bulk", "Bulk operations"),
     ("connections:general-settings", "General settings"),
+    ("audit:log", "Audit log"),
 ]
 
 

@@ -115,6 +115,19 @@ SYNC_DRAIN_GRACE = env_float("SYNC_DRAIN_GRACE", 10.0, minimum=0)
 SYNC_CLAIM_TTL = env_float("SYNC_CLAIM_TTL", 120.0, minimum=5)
 SYNC_RETRY_BASE = env_float("SYNC_RETRY_BASE", 2.0, minimum=0.1)
 SYNC_RETRY_MAX = env_float("SYNC_RETRY_MAX", 60.0, minimum=1)
+# Errors mailed to the admins (issue 12): Django's mail backends, the console one by default
+# (smtp: EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend plus EMAIL_HOST...);
+# at most one mail per connection per ERROR_MAIL_PERIOD seconds. Recipients: ERROR_MAIL_TO,
+# else every active staff user with an e-mail address.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "exalate-console@localhost")
+ERROR_MAIL_TO = env_list("ERROR_MAIL_TO", [])
+ERROR_MAIL_PERIOD = env_float("ERROR_MAIL_PERIOD", 900.0, minimum=1)
 SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 50, minimum=1, maximum=1000)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1, maximum=365)
 
@@ -139,6 +152,7 @@ INSTALLED_APPS = [
     "sync",
     "servicenow_adapter",
     "jira_adapter",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -326,6 +340,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Issue 12: every operation gets a summary (the first sentence of its docstring).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sync.api.schema.summaries_everywhere",
+    ],
 }
 
 # Caches. "shared" is seen by every process of this node (web and Celery workers): a

@@ -5,35 +5,25 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from sync import trigger_views
+
 from . import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="getting-started", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="sync:dashboard", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("getting-started/", views.getting_started, name="getting-started"),
-    path(
-        "triggers/",
-        views.not_built(
-            "Triggers",
-            "Triggers (a saved encoded query that exalates every incident it matches) are not built yet. "
-            "Until then, exalate incidents one by one from Entity sync status.",
-        ),
-        name="triggers",
-    ),
-    path(
-        "bulk/",
-        views.not_built(
-            "Bulk operations",
-            "Bulk exalate, unexalate and connect are not built yet.",
-        ),
-        name="bulk",
-    ),
+    # Issue 13: Triggers and Bulk operations (sync/trigger_views.py; the menu names these).
+    path("triggers/", trigger_views.triggers, name="triggers"),
+    path("bulk/", trigger_views.bulk, name="bulk"),
     path("healthz", views.healthz, name="healthz"),
     path("connections/", include("connections.urls")),
     path("", include("sync.urls")),
     path("api/", include("connections.api_urls")),
     path("api/", include("sync.api_urls")),
+    path("audit/", include("audit.urls")),
+    path("api/", include("audit.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -33,7 +33,13 @@ from collections.abc import Iterator
 from django.conf import settings
 
 from trackers.errors import TrackerAuthenticationError, TrackerError, TrackerNotFound
-from trackers.interface import EntityRef, TrackerAdapter, TrackerConfig, WebhookHint
+from trackers.interface import (
+    EntityRef,
+    SettingsFields,
+    TrackerAdapter,
+    TrackerConfig,
+    WebhookHint,
+)
 
 from . import mapping, webhooks
 from .changes import ChangeListing
@@ -106,6 +112,49 @@ class JiraAdapter(ConnectionCheck, ChangeListing, IssueWriter, TrackerAdapter):
             client_secret="",
             from_env=True,
         )
+
+    #: A Jira webhook carries the whole issue (fields, up to 20 comments): up to 1 MB.
+    webhook_max_bytes = 1_000_000
+
+    @classmethod
+    def settings_fields(cls) -> SettingsFields:
+        """General settings for a Jira site: Cloud (e-mail + API token) or Data Center (PAT)."""
+        return SettingsFields(
+            instance_url_label="Jira site URL",
+            instance_url_example="https://yourcompany.atlassian.net",
+            auth_methods=(
+                ("cloud", "Jira Cloud (e-mail and API token)"),
+                ("dc", "Jira Data Center (personal access token)"),
+            ),
+            username_label="E-mail",
+            username_help=(
+                "The integration account's e-mail (Jira Cloud). Leave empty for a Data Center "
+                "personal access token. It needs Browse projects, Create issues, Add comments "
+                "and Create attachments in the projects that receive mirrors."
+            ),
+            username_required_for=("cloud",),
+            password_label="API token / personal access token",
+            password_help=(
+                "Jira Cloud: an API token of the e-mail's account (id.atlassian.com → Security). "
+                "Data Center: a personal access token (Profile → Personal Access Tokens)."
+            ),
+            client_auth_methods=(),
+            webhook_help=(
+                "In Jira, System → WebHooks → Create a WebHook: URL {url}, a Secret (this "
+                "node's webhook token, or JIRA_WEBHOOK_SECRET when set), events Issue created, "
+                "updated, Comment created, updated and Attachment created. Jira signs each "
+                "call with X-Hub-Signature."
+            ),
+        )
+
+    @classmethod
+    def authenticate_webhook(cls, headers, body: bytes, secret: str) -> None:
+        """Check ``X-Hub-Signature`` (HMAC-SHA256 of the body) against ``JIRA_WEBHOOK_SECRET``
+        when set, else ``secret`` (this node's webhook token). Raises ValueError (admin words)."""
+        secret = getattr(settings, "JIRA_WEBHOOK_SECRET", "") or secret
+        if not secret:
+            raise ValueError("No webhook secret is set on this node: generate a webhook token.")
+        webhooks.verify_signature(body, headers.get("X-Hub-Signature"), secret)
 
     @classmethod
     def parse_webhook(cls, body: bytes) -> list[WebhookHint]:

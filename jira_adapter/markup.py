@@ -238,6 +238,8 @@ class _Builder(HTMLParser):
                 self.links.append(safe_href(a.get("href") or "", self.base))
         elif tag == "br":
             self.inlines.append(Inline("br"))
+        elif tag == "img" and "emoticon" in (a.get("class") or ""):
+            self._add_text(a.get("alt") or a.get("title") or "")  # Jira's smileys: their text
         elif tag == "img":
             src = a.get("src") or ""
             name = a.get("alt") or a.get("title") or src.rstrip("/").rsplit("/", 1)[-1]

@@ -3,10 +3,15 @@
 Calls per operation (each one HTTP request when the data fits in one page of 500 rows):
 
 =====================  ===========================================================================
-test_connection        incident list (1 row) + sys_journal_field list (1 row) + attachment list (1 row)
-find_entity            incident list ``number=<key>``
-get_entity             incident GET
-read_replica           incident GET + journal list + attachment list (+ one sys_user lookup for
+test_connection        incident list (100 rows: ACL-hidden ones are counted but not returned)
+                       + sys_journal_field list (1 row) + 20 newest incidents' ``comments``
+                       display values + one journal list of one that shows comments (is the
+                       journal really readable?) + attachment list (1 row)
+find_entity            incident list ``number=<key>`` (counted but not returned: hidden by ACL)
+get_entity             incident GET (a 404: + one list ``sys_id=<id>`` to tell "hidden" from "gone")
+read_replica           incident GET with ``sysparm_display_value=all`` (the ``comments`` display
+                       value orders same-second comments and shows whether the journal is
+                       readable) + journal list + attachment list (+ one sys_user lookup for
                        authors not seen in the last hour by this process)
 stream_attachment      attachment ``/file`` GET, streamed
 create_entity          incident POST with ``correlation_id`` / ``correlation_display``
@@ -19,7 +24,8 @@ list_changed           incident pages + attachment pages (key-set paging) (+ one
 =====================  ===========================================================================
 
 Errors are the ``trackers.errors`` types; messages name the instance and the user, never
-the password or client secret.
+the password or client secret. A 429 with ``Retry-After`` holds every call of this node to
+the instance until then (:mod:`servicenow_adapter.busy`, shared by all workers).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from trackers.interface import (
 
 from . import busy, errors, mapping
 from . import query as q
+from .access import AccessErrors
 from .changes import ChangeListing
 from .checks import ConnectionCheck
 from .client import (
@@ -61,6 +68,7 @@ from .client import (
     RetryPolicy,
     ServiceNowClient,
 )
+from .triggers import TriggerQueries  # issue 13: trigger queries
 
 INCIDENT_FIELDS = (
     "sys_id", "number", "short_description", "description", "sys_updated_on", "sys_mod_count",
@@ -77,7 +85,9 @@ KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _NUMBER_TYPED = re.compile(r"[A-Za-z]{2,8}\d{3,}")
 
 
-class ServiceNowAdapter(ConnectionCheck, ChangeListing, TrackerAdapter):
+class ServiceNowAdapter(
+    ConnectionCheck, ChangeListing, AccessErrors, TriggerQueries, TrackerAdapter
+):
     """Reads and writes incidents of one ServiceNow instance through :class:`ServiceNowClient`.
 
     One adapter per task (not thread-safe); OAuth tokens and author names are shared
@@ -251,36 +261,6 @@ class ServiceNowAdapter(ConnectionCheck, ChangeListing, TrackerAdapter):
             raise self._missing(entity_id) from None
         return self._ref(row)
 
-    def _missing(self, entity_id: str) -> TrackerError:
-        """The error for a 404 on incident ``entity_id``: TrackerNotFound, or TrackerPermissionError
-        when the incident exists but an ACL hides it from the integration user.
-
-        A 404 means "Record doesn't exist or ACL restricts the record retrieval"; one list
-        ``sys_id=<id>`` tells them apart, since the list counts (``X-Total-Count``) rows its
-        read ACLs then leave out (ServiceNow docs, Table API: the limit is applied before ACLs).
-        """
-        gone = TrackerNotFound(
-            f"There is no incident with sys_id {entity_id} on {self.instance_url}."
-        )
-        if not SYS_ID.match(entity_id or ""):
-            return gone
-        try:
-            page = self.client.table_page(
-                "incident", query=q.term("sys_id", "=", entity_id), fields=("sys_id",), limit=1
-            )
-        except TrackerError:
-            return gone
-        if not page.rows and page.total:
-            return self._hidden(f"The incident with sys_id {entity_id}")
-        return gone
-
-    def _hidden(self, what: str) -> TrackerPermissionError:
-        return TrackerPermissionError(
-            f"{what} exists on {self.instance_url}, but the user {self.username!r} may not read it: "
-            "an ACL hides it. Give that user read access to the incident (the incident table's "
-            "read ACL, for example through the itil role)."
-        )
-
     def _ref(self, row: dict) -> EntityRef:
         sys_id = mapping.value_of(row.get("sys_id"))
         return EntityRef(
@@ -319,7 +299,8 @@ class ServiceNowAdapter(ConnectionCheck, ChangeListing, TrackerAdapter):
             raise TrackerPermissionError(
                 f"The comments of {number} on {self.instance_url} cannot be read: the incident shows "
                 f"{len(shown)} comment(s), but sys_journal_field returns none to {self.username!r}. "
-                f"Give {self.username!r} read access to the sys_journal_field table (its read ACL)."
+                f"Give {self.username!r} read access to the sys_journal_field table (its read ACL).",
+                connection_level=True,
             )
         attachments = self.client.attachment_list("incident", entity_id)
         names = self._author_names({mapping.value_of(r.get("sys_created_by")) for r in journal})
@@ -480,7 +461,8 @@ class ServiceNowAdapter(ConnectionCheck, ChangeListing, TrackerAdapter):
                 return CreatedItem(id=fresh[0])
         raise TrackerPermissionError(
             f"The comment was added to {mapping.value_of(row.get('number')) or entity_id}, but its journal entry "
-            f"could not be read back: give {self.username!r} read access to sys_journal_field."
+            f"could not be read back: give {self.username!r} read access to sys_journal_field.",
+            connection_level=True,
         )
 
     def add_attachment(

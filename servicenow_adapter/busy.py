@@ -54,15 +54,16 @@ class BusyGate:
         seconds = min(max(0.0, float(seconds)), MAX_BUSY_SECONDS)
         until = time.time() + seconds
         key = self._key(instance_url)
-        with self._lock:
-            self._local[key] = max(self._local.get(key, 0.0), until)
         cache = self._cache()
         if cache is not None:
             try:
-                if (cache.get(key) or 0.0) < until:
+                if float(cache.get(key) or 0.0) < until:
                     cache.set(key, until, timeout=int(seconds) + 5)
-            except Exception as exc:  # noqa: BLE001 - the memory copy still holds
+                return
+            except Exception as exc:  # noqa: BLE001 - keep it in this process at least
                 log.warning("Could not share the busy time of %s: %s", instance_url, exc)
+        with self._lock:
+            self._local[key] = max(self._local.get(key, 0.0), until)
 
     def remaining(self, instance_url: str) -> float:
         """Seconds until the instance may be called again (0.0: now)."""

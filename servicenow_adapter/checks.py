@@ -14,6 +14,7 @@ from trackers.errors import (
     TrackerUnreachable,
     TransientTrackerError,
 )
+from trackers.interface import SettingsFields
 
 from . import errors
 from . import query as q
@@ -25,7 +26,20 @@ SAMPLE = 100
 
 
 class ConnectionCheck:
-    """``test_connection``: one try per table, no retries, every failure in an admin's words."""
+    """``test_connection``: one try per table, no retries, every failure in an admin's words;
+    ``settings_fields``: what General settings asks for a ServiceNow instance."""
+
+    @classmethod
+    def settings_fields(cls) -> SettingsFields:
+        """General settings for a ServiceNow instance: Basic (user, password) or OAuth 2."""
+        return SettingsFields(
+            instance_url_example="https://yourcompany.service-now.com",
+            username_help="The integration user: it needs read and write on incident, "
+            "sys_journal_field and sys_attachment.",
+            webhook_help="A ServiceNow business rule can announce a changed incident at once by "
+            "calling POST {url} with the header Authorization: Bearer <webhook token> and the "
+            'body {"sys_id": "…"} (the README shows the business rule).',
+        )
 
     def test_connection(self) -> str:
         """Check URL, credentials and read access to incident, sys_journal_field and sys_attachment.
@@ -56,6 +70,7 @@ class ConnectionCheck:
                     "Give it read access to incident, for example the itil role.",
                     status=403,
                     detail=exc.detail,
+                    connection_level=True,
                 ) from None
             if incidents is not None:
                 self._check_incidents_visible(incidents)
@@ -166,7 +181,8 @@ class ConnectionCheck:
                     f"The user {self.username!r} cannot read comments on {self.instance_url}: "
                     f"{number or sys_id} shows {len(shown)} comment(s), but sys_journal_field returns "
                     "none of them (200 with no rows: its read ACL hides them). Grant that user read "
-                    "access to the sys_journal_field table."
+                    "access to the sys_journal_field table.",
+                    connection_level=True,
                 )
             return
 
@@ -186,11 +202,13 @@ class ConnectionCheck:
                 f"(403 {exc.detail or exc.message}). Grant it read access to {table}.",
                 status=403,
                 detail=exc.detail,
+                connection_level=True,
             ) from None
         except TrackerNotFound:
             return  # an empty table answered the v1 way
         if not page.rows and page.total:
             raise TrackerPermissionError(
                 f"The user {self.username!r} cannot read {label} on {self.instance_url}: the instance counts "
-                f"{page.total} rows but returns none, so an ACL hides them. Grant it read access to {table}."
+                f"{page.total} rows but returns none, so an ACL hides them. Grant it read access to {table}.",
+                connection_level=True,
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit
 
 import requests
 
@@ -24,6 +25,7 @@ from trackers.errors import (
     TrackerError,
     TrackerNotFound,
     TrackerPermissionError,
+    TrackerUnavailable,
     TransientTrackerError,
 )
 from trackers.retry_after import parse_retry_after, rate_limit_reset_seconds
@@ -44,6 +46,11 @@ class NonJSONAnswer(TransientTrackerError):
     def __init__(self, message: str, *, hibernating: bool = False, **kw):
         super().__init__(message, **kw)
         self.hibernating = hibernating
+
+
+class InstanceHibernating(NonJSONAnswer, TrackerUnavailable):
+    """A developer instance answered with its "Your instance is hibernating" page: nothing
+    works until someone wakes it from the developer portal (servicenow-api.md §1.7)."""
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -76,12 +83,18 @@ def parse_json(response: requests.Response):
             response.headers.get("Content-Type", "unknown content").split(";")[0] or "an empty body"
         )
         if hibernating:
-            message = (
-                "The ServiceNow instance is hibernating; wake it up from the developer portal."
+            parts = urlsplit(response.url or "")
+            where = (
+                f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the ServiceNow instance"
             )
-        else:
-            message = f"The instance answered {response.status_code} with {kind}, not JSON."
-        raise NonJSONAnswer(message, status=response.status_code, hibernating=hibernating) from None
+            raise InstanceHibernating(
+                f"The instance {where} is hibernating: wake it up from the ServiceNow developer "
+                "portal; syncing resumes by itself when it answers again.",
+                status=response.status_code,
+                hibernating=True,
+            ) from None
+        message = f"The instance answered {response.status_code} with {kind}, not JSON."
+        raise NonJSONAnswer(message, status=response.status_code, hibernating=False) from None
 
 
 def error_for(response: requests.Response, payload, what: str) -> TrackerError:

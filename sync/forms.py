@@ -24,9 +24,9 @@ class ExalateNumberForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, tracker=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.tracker = tracker_adapter_class_get()
+        self.tracker = tracker or tracker_adapter_class_get()
         field = self.fields["number"]
         field.label = self.tracker.key_label[:1].upper() + self.tracker.key_label[1:]
         if self.tracker.key_example:
@@ -60,7 +60,62 @@ class TwinLookupForm(forms.Form):
 
     q = forms.CharField(label="Incident number", max_length=64, required=False)
 
+    def __init__(self, *args, tracker=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        key_label = (tracker or tracker_adapter_class_get()).key_label
+        self.fields["q"].label = key_label[:1].upper() + key_label[1:]
+
+
+class ConnectForm(forms.Form):
+    """Connect: an active connection, this node's incident number and the remote one's."""
+
+    connection = forms.ModelChoiceField(queryset=None, empty_label=None, label="Connection")
+    local_key = forms.CharField(label="Incident number here", max_length=64)
+    remote_key = forms.CharField(label="Remote incident number", max_length=64)
+
+    def __init__(self, *args, tracker=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        connections = exalatable_connections()
+        self.fields["connection"].queryset = connections
+        if connections.count() > 1:
+            self.fields["connection"].empty_label = "Choose a connection"
+        example = (tracker or tracker_adapter_class_get()).key_example
+        for name in ("local_key", "remote_key"):
+            self.fields[name].widget.attrs.update({"autocomplete": "off", "placeholder": example})
+
+
+class UnexalateForm(forms.Form):
+    """Unexalate a twin: after its queue drains (default) or at once."""
+
+    at_once = forms.BooleanField(
+        required=False, label="At once (drop what is still queued for this twin)"
+    )
+
+
+class RenameForm(forms.Form):
+    """A connection's name and description."""
+
+    name = forms.CharField(label="Name", max_length=100)
+    description = forms.CharField(
+        label="Description",
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class CleanupForm(ExalateNumberForm):
+    """Clean-up tools: unexalate one incident (by number) on a connection, at once."""
+
+    connection = forms.ModelChoiceField(
+        queryset=None, empty_label="Choose a connection", label="Connection"
+    )
+    field_order = ["connection", "number"]
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        key_label = tracker_adapter_class_get().key_label
-        self.fields["q"].label = key_label[:1].upper() + key_label[1:]
+        from connections.models import Connection
+
+        self.fields["connection"].queryset = Connection.objects.exclude(
+            status=Connection.Status.PENDING
+        ).order_by("name")

@@ -68,6 +68,12 @@ class Twin(models.Model):
     last_error = models.TextField(blank=True)
     # What the remote node reported when it could not apply our last change ('' when fine).
     remote_error = models.TextField(blank=True)
+    # What the remote node warned about when it applied our last change (e.g. an attachment
+    # it refused as too large; '' when none). Issue 10.
+    remote_warning = models.TextField(blank=True)
+    # The change listing's attachment marker last announced (a new attachment changes no
+    # sys_mod_count and may share the second of the last listing). Issue 10.
+    last_attachments_marker = models.CharField(max_length=80, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -86,7 +92,11 @@ class Twin(models.Model):
                 name="sync_twin_one_per_remote_entity",
             ),
         ]
-        indexes = [models.Index(fields=["scan_requested", "scan_done"], name="sync_twin_scan_idx")]
+        indexes = [
+            models.Index(fields=["scan_requested", "scan_done"], name="sync_twin_scan_idx"),
+            # Issue 12: Entity sync status looks twins up by the remote sys_id too.
+            models.Index(fields=["remote_entity_id"], name="sync_twin_remote_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.local_key or '?'} ↔ {self.remote_key or '?'} on {self.connection_id}"
@@ -163,6 +173,7 @@ class SyncEvent(models.Model):
     class Kind(models.TextChoices):
         REPLICA = "replica", "Replica"
         ACK = "ack", "Acknowledgement"
+        UNEXALATE = "unexalate", "Unexalate"  # issue 12: the twin ends on the other node too
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -198,6 +209,8 @@ class SyncEvent(models.Model):
                 fields=["direction", "status", "next_attempt_at"], name="sync_event_due_idx"
             ),
             models.Index(fields=["twin", "direction", "status"], name="sync_event_twin_idx"),
+            # Issue 12: the Sync queue pages newest first per direction and status (keyset).
+            models.Index(fields=["direction", "status", "id"], name="sync_event_queue_idx"),
         ]
 
     def __str__(self) -> str:
@@ -292,6 +305,10 @@ class SyncError(models.Model):
         SyncEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="errors"
     )
     message = models.TextField()
+    # Issue 12: what kind of failure (e.g. "entity_gone": the incident no longer exists)
+    # and whether the remote node reported it (it failed applying our change there).
+    code = models.CharField(max_length=40, blank=True)
+    remote = models.BooleanField(default=False)
     occurrences = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
@@ -309,3 +326,8 @@ class SyncError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.level} error: {self.message[:60]}"
+
+
+from .attachment_models import AttachmentState, ConnectionProbe  # noqa: E402,F401  (issue 10)
+from .operation_models import ConnectionDescription, ErrorMail, TwinEnding  # noqa: E402,F401  (issue 12)
+from .trigger_models import BulkItem, BulkRun, Trigger, TriggerTwin  # noqa: E402,F401  (issue 13)

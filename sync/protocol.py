@@ -13,7 +13,9 @@ Two console nodes exchange *messages* (JSON objects), in batches, over the signe
 
 A message is a *replica* (the sender's entity, schema v1 of ``trackers.replica``, and the
 synced fields it changed) or an *ack* (the receiver applied a replica: its own entity id,
-key and URL, or the error that stopped it). :class:`SyncMessageSerializer` is the one
+key and URL, or the error that stopped it, with ``error_code`` ``entity_gone`` when its
+incident no longer exists) or an *unexalate* (the sender ended its twin: the receiver ends
+its own, at once). :class:`SyncMessageSerializer` is the one
 definition of that envelope: :func:`message_problem` checks every received message with
 it (one bad message is refused alone, the others are stored), and the OpenAPI document
 describes the same serializers.
@@ -137,8 +139,12 @@ class SyncMessageSerializer(serializers.Serializer):
         "peer_entity_id must be a string of at most 64 characters", max_length=64, allow_blank=True
     )
     kind = serializers.ChoiceField(
-        choices=[SyncEvent.Kind.REPLICA.value, SyncEvent.Kind.ACK.value],
-        error_messages=_same("kind must be replica or ack"),
+        choices=[
+            SyncEvent.Kind.REPLICA.value,
+            SyncEvent.Kind.ACK.value,
+            SyncEvent.Kind.UNEXALATE.value,  # issue 12: the sender ended its twin
+        ],
+        error_messages=_same("kind must be replica, ack or unexalate"),
     )
     replica = serializers.JSONField(
         required=False, allow_null=True, help_text="The sender's entity as a replica (schema v1)."
@@ -159,6 +165,10 @@ class SyncMessageSerializer(serializers.Serializer):
     entity = AckEntitySerializer(required=False)
     acked_event_id = _WireUUID(required=False, error_messages=_same(_ACK_NAMES))
     error = _WireString("error must be a string", required=False, allow_blank=True)
+    warning = _WireString("warning must be a string", required=False, allow_blank=True)
+    error_code = _WireString(
+        "error_code must be a string", required=False, allow_blank=True, max_length=40
+    )  # issue 12: e.g. "entity_gone" when the receiver's incident no longer exists
 
     def validate(self, attrs):
         if attrs["kind"] == SyncEvent.Kind.REPLICA:
@@ -173,6 +183,9 @@ class SyncMessageSerializer(serializers.Serializer):
                 raise serializers.ValidationError("replica.entity.id differs from entity_id")
             if "changed" not in attrs:
                 raise serializers.ValidationError(_CHANGED)
+        elif attrs["kind"] == SyncEvent.Kind.UNEXALATE:
+            if attrs["entity_id"] == NO_ENTITY and not attrs["peer_entity_id"]:
+                raise serializers.ValidationError("an unexalate names the twin it ends")
         else:
             if "entity" not in attrs:
                 raise serializers.ValidationError(_ACK_ENTITY)

@@ -8,8 +8,10 @@ from django.shortcuts import get_object_or_404
 
 from connections.models import Connection
 
-from .models import ExalateRequest, SyncError, SyncEvent, Twin
+from .models import ExalateRequest, SyncError, SyncEvent, Twin, TwinEnding
+from .queue_selectors import STATUSES, TABS, queue_filter_parse, queue_page  # noqa: F401
 from .rules import BASIC_RULES
+from .services.unexalate import live_twins
 
 #: Transient retries at or above this many attempts are listed as warnings on the Errors page.
 RETRY_WARNING_ATTEMPTS = 5
@@ -27,20 +29,84 @@ def exalate_request_get(request_id) -> ExalateRequest:
     )
 
 
+def _twin_query(query: str) -> Q:
+    """Twins matching ``query``: an exact number or sys_id on either side (indexed), or
+    part of a number (``10005`` finds INC0010005)."""
+    upper = query.upper()
+    exact = (
+        Q(local_key=upper)
+        | Q(remote_key=upper)
+        | Q(local_key=query)
+        | Q(remote_key=query)
+        | Q(local_entity_id=query)
+        | Q(remote_entity_id=query)
+    )
+    if Twin.objects.filter(exact).exists():
+        return exact
+    return Q(local_key__icontains=query) | Q(remote_key__icontains=query)
+
+
 def twin_search(*, query: str = "", connection_id=None, limit: int = 50) -> QuerySet[Twin]:
-    """Twins whose local or remote number or sys_id contains ``query`` (all when empty), newest first."""
-    qs = Twin.objects.select_related("connection")
+    """Live twins (not unexalated) matching ``query`` (all when empty), newest first."""
+    qs = _twins_with_connection().filter(live_twins())
     query = (query or "").strip()
     if query:
-        qs = qs.filter(
-            Q(local_key__icontains=query)
-            | Q(remote_key__icontains=query)
-            | Q(local_entity_id=query)
-            | Q(remote_entity_id=query)
-        )
+        qs = qs.filter(_twin_query(query))
     if connection_id:
         qs = qs.filter(connection_id=connection_id)
-    return qs.order_by("-updated_at", "-id")[:limit]
+    return qs.order_by("-id")[:limit]
+
+
+def _twins_with_connection() -> QuerySet[Twin]:
+    """Twins with their connection's name and status (its secret is not read: decrypting
+    it for every row would cost more than the page)."""
+    return Twin.objects.select_related("connection").defer(
+        "connection__secret", "last_sent_replica", "last_received_replica"
+    )
+
+
+def twin_page(*, query: str = "", connection_id=None, before: int | None = None, limit: int = 25):
+    """One page of recent twins for Entity sync status: ``(twins, next_before)``.
+
+    Keyset pagination on the id (newest first): ``before`` is the last id of the page
+    before; ``next_before`` is None on the last page.
+    """
+    qs = _twins_with_connection().filter(live_twins())
+    query = (query or "").strip()
+    if query:
+        qs = qs.filter(_twin_query(query))
+    if connection_id:
+        qs = qs.filter(connection_id=connection_id)
+    if before:
+        qs = qs.filter(pk__lt=before)
+    twins = list(qs.order_by("-id")[: limit + 1])
+    return twins[:limit], (twins[limit - 1].pk if len(twins) > limit else None)
+
+
+def entity_lookup(query: str) -> list[dict]:
+    """Look an incident up by number or sys_id on this node: one row per connection that
+    can sync it, ``{"connection", "twin" (or None)}``; a connection where it is not
+    twinned offers Exalate and Connect. Empty when ``query`` is empty."""
+    query = (query or "").strip()
+    if not query:
+        return []
+    upper = query.upper()
+    twins = {
+        t.connection_id: t
+        for t in _twins_with_connection()
+        .filter(live_twins())
+        .filter(Q(local_key=upper) | Q(local_key=query) | Q(local_entity_id=query))
+    }
+    rows = [{"connection": t.connection, "twin": t} for t in twins.values()]
+    for connection in light_connections():
+        if connection.pk not in twins:
+            rows.append({"connection": connection, "twin": None})
+    return rows
+
+
+def twin_ending(twin: Twin):
+    """The twin's Unexalate request (a :class:`~sync.models.TwinEnding`) or None."""
+    return TwinEnding.objects.filter(twin=twin).first()
 
 
 def twin_events(twin: Twin, *, limit: int = 30) -> list[SyncEvent]:
@@ -65,7 +131,11 @@ def twin_pending_retry(twin: Twin) -> SyncEvent | None:
 
 def exalatable_connections() -> QuerySet[Connection]:
     """Active connections, by name: the ones an incident can be exalated on."""
-    return Connection.objects.filter(status=Connection.Status.ACTIVE).order_by("name", "created_at")
+    return (
+        Connection.objects.filter(status=Connection.Status.ACTIVE)
+        .only("id", "name", "status", "type", "created_at")
+        .order_by("name", "created_at")
+    )
 
 
 def errors_open(*, level: str | None = None) -> QuerySet[SyncError]:
@@ -116,15 +186,95 @@ def queue_counts() -> dict[str, dict[str, int]]:
 
 
 def basic_rules() -> list[tuple[str, str, str]]:
-    """The Basic-mode rules as (what, outgoing, incoming) rows, for the read-only rules table."""
-    return list(BASIC_RULES)
+    """The Basic-mode rules as (what, outgoing, incoming) rows, for the read-only rules table.
+
+    The Type row says plainly what happens on a ServiceNow node: incidents stay incidents.
+    """
+    from connections.selectors import tracker_adapter_class_get
+
+    rows = list(BASIC_RULES)
+    cls = tracker_adapter_class_get()
+    if tuple(cls.entity_types) == ("incident",):
+        rows = [
+            (
+                what,
+                "Sent: incident" if what == "Type" else out,
+                "An incident stays an incident: the mirror of a ServiceNow incident is an "
+                "incident (a type this instance lacks, e.g. a Jira story, also becomes an incident)"
+                if what == "Type"
+                else inc,
+            )
+            for what, out, inc in rows
+        ]
+    return rows
 
 
-def webhook_info(request) -> dict:
+def webhook_info(request, *, tracker=None) -> dict:
     """The webhook URL this node's tracker calls (ServiceNow: a business rule), for the Entity
     sync status page: ``{"url": ".../api/webhooks/<tracker>/", "interval": seconds}``."""
     from connections.selectors import node_identity_get, tracker_adapter_class_get
 
     base = node_identity_get().public_url or request.build_absolute_uri("/").rstrip("/")
-    tracker = tracker_adapter_class_get().tracker
-    return {"url": f"{base}/api/webhooks/{tracker}/", "interval": settings.CHANGE_POLL_INTERVAL}
+    name = (tracker or tracker_adapter_class_get()).tracker
+    return {"url": f"{base}/api/webhooks/{name}/", "interval": settings.CHANGE_POLL_INTERVAL}
+
+
+def replica_pretty(replica) -> str:
+    """A replica as indented JSON for Show local / remote replica ('' when none); the
+    template escapes it."""
+    import json
+
+    if not replica:
+        return ""
+    return json.dumps(replica, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+#: What an error of each level stops, in an admin's words (Exalate's three levels).
+IMPACT = {
+    SyncError.Level.ENTITY: "This incident waits; other incidents sync.",
+    SyncError.Level.CONNECTION: "Every incident of the connection waits: its queue is paused.",
+    SyncError.Level.NODE: "Nothing syncs on this node.",
+}
+
+
+def error_rows(*, level: str | None = None, connection_id=None, limit: int = 200) -> list[dict]:
+    """Open errors for the Errors page: ``{"error", "impact", "event", "twin"}`` newest first."""
+    qs = errors_open(level=level)
+    if connection_id:
+        qs = qs.filter(connection_id=connection_id)
+    return [
+        {"error": e, "impact": IMPACT.get(e.level, ""), "event": e.event, "twin": e.twin}
+        for e in qs[:limit]
+    ]
+
+
+def light_connections(*, status: str | None = None) -> list[Connection]:
+    """Connections (not pending, or of ``status``) by name, with only id, name and status
+    read (no secret decrypted): for menus, filters and notices."""
+    qs = Connection.objects.only("id", "name", "status", "type")
+    qs = qs.filter(status=status) if status else qs.exclude(status=Connection.Status.PENDING)
+    return list(qs.order_by("name"))
+
+
+def paused_connections() -> list[Connection]:
+    """Connections in Error (a connection-level error pauses their outgoing queue)."""
+    return light_connections(status=Connection.Status.ERROR)
+
+
+def twin_mapping_rows(connection: Connection):
+    """The local ↔ remote mapping of ``connection`` for the Clean-up tools' CSV, in id order:
+    ``(local_key, local_sys_id, remote_key, remote_sys_id, status, last_synced_at)``."""
+    return (
+        Twin.objects.filter(connection=connection)
+        .filter(live_twins())
+        .order_by("id")
+        .values_list(
+            "local_key",
+            "local_entity_id",
+            "remote_key",
+            "remote_entity_id",
+            "status",
+            "last_synced_at",
+        )
+        .iterator(chunk_size=2000)
+    )

@@ -90,3 +90,42 @@ def poll_remotes() -> None:
 def drain() -> None:
     """Beat: re-nudge work whose message was lost; free leases of dead workers."""
     services.sync_drain()
+
+
+# --- triggers and bulk runs (issue 13) ------------------------------------------------------
+
+
+@shared_task(name="sync.trigger_detect", acks_late=True, ignore_result=True, **_SHORT)
+def trigger_detect(trigger_id: str) -> None:
+    """Run one trigger's query from its watermark; exalate each new match."""
+    _quietly(services.trigger_detect, trigger_id)
+
+
+@shared_task(name="sync.trigger_scan_batch", acks_late=True, ignore_result=True, **_SHORT)
+def trigger_scan_batch(twin_ids: list[int]) -> None:
+    """First scans of twins a trigger made, their source reads batched."""
+    _quietly(services.twins_scan_batch, twin_ids)
+
+
+@shared_task(name="sync.trigger_hint", acks_late=True, ignore_result=True, **_SHORT)
+def trigger_hint(entity_id: str) -> None:
+    """The webhook announced an entity: does it now match an active trigger?"""
+    _quietly(services.trigger_hint_process, entity_id)
+
+
+@shared_task(name="sync.bulk_run", acks_late=True, ignore_result=True, **_LONG)
+def bulk_run(run_id: str) -> None:
+    """Work on a Bulk Exalate / Unexalate / Connect run under its lease."""
+    _quietly(services.bulk_run_process, run_id)
+
+
+@shared_task(name="sync.bulk_drain", acks_late=True, ignore_result=True, **_SHORT)
+def bulk_drain() -> None:
+    """Beat: resume bulk runs whose worker died or whose nudge was lost."""
+    services.bulk_drain()
+
+
+@shared_task(name="sync.unexalates_sweep", acks_late=True, ignore_result=True, **_SHORT)
+def unexalates_sweep() -> None:
+    """Beat (issue 12): end unexalated twins whose queue drained; remove delivered tombstones."""
+    _quietly(services.unexalates_sweep)

@@ -125,3 +125,17 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests (the soak) run only when asked for by name: ``pytest -m slow``.
+
+    ``make test`` (plain ``pytest``), ``-m integration`` and ``make test-fast`` leave them
+    out on purpose: the soak takes minutes and has its own step in ``.ci/run``.
+    """
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if "slow" not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if "slow" in i.keywords])
+        items[:] = kept

@@ -433,19 +433,29 @@ def node_id(node: LiveNode) -> str:
     return next(line.split()[1] for line in out.splitlines() if line.startswith("NODE-ID "))
 
 
-def link_nodes(a: LiveNode, b: LiveNode, *, name: str = "A to B") -> str:
+def link_nodes(
+    a: LiveNode,
+    b: LiveNode,
+    *,
+    name: str = "A to B",
+    trackers: tuple[str, str] = ("servicenow", "servicenow"),
+    project_b: str = "",
+) -> str:
     """Create the same active public connection on both nodes, without the wizard; return its id.
 
     For sync tests and benchmarks that are not about the wizard (tests of the wizard go
-    through the browser).
+    through the browser). ``trackers`` are a's and b's trackers; ``project_b`` is the
+    project b creates its mirrors in (a tracker with projects, e.g. Jira's ``TEST``).
     """
     cid, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
     ids = {a.url: node_id(a), b.url: node_id(b)}
     for me, other in ((a, b), (b, a)):
+        project = project_b if me is b else ""
         me.shell(
             "from connections.models import Connection\n"
             f"Connection.objects.create(id='{cid}', name='{name}', type='public', status='active',"
             f" remote_node_id='{ids[other.url]}', remote_url='{other.url}', remote_name='other',"
-            f" remote_tracker='servicenow', secret='{secret}', is_initiator={me is a})"
+            f" remote_tracker='{trackers[1] if me is a else trackers[0]}', secret='{secret}',"
+            f" is_initiator={me is a}, incoming_project_key='{project}', incoming_project_name='{project}')"
         )
     return cid

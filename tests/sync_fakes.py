@@ -96,6 +96,7 @@ class FakeAdapter(TrackerAdapter):
         self._numbers = itertools.count(10001)
         self._failures: dict[str, list[Exception]] = {}
         self.correlation_supported = True
+        self.projects_used: list[str] = []  # the project= of each create (issue 15)
 
     # --- test helpers ---------------------------------------------------------------
     def fail_next(self, method: str, *errors: Exception) -> None:
@@ -180,6 +181,16 @@ class FakeAdapter(TrackerAdapter):
         inc.update(fields)
         self._touch(inc)
 
+    def delete(self, sys_id: str) -> None:
+        """An admin deletes the incident (later writes to it answer 404, as ServiceNow's)."""
+        self.incidents.pop(sys_id)
+
+    def _live(self, entity_id: str) -> dict:
+        inc = self.incidents.get(entity_id)
+        if inc is None:
+            raise TrackerNotFound(f"No Record found: incident {entity_id} (HTTP 404)")
+        return inc
+
     def by_key(self, key: str) -> dict:
         return next(i for i in self.incidents.values() if i["key"] == key)
 
@@ -230,9 +241,10 @@ class FakeAdapter(TrackerAdapter):
             yield data[i : i + chunk_size]
 
     def create_entity(
-        self, *, summary, description, entity_type, correlation_id, correlation_display
+        self, *, summary, description, entity_type, correlation_id, correlation_display, project=""
     ) -> EntityRef:
         self._call("create_entity")
+        self.projects_used.append(project)
         return self._create(
             summary=summary,
             description=description,
@@ -240,7 +252,7 @@ class FakeAdapter(TrackerAdapter):
             correlation_id=correlation_id,
         )
 
-    def find_entity_by_correlation(self, correlation_id: str) -> EntityRef | None:
+    def find_entity_by_correlation(self, correlation_id: str, *, project="") -> EntityRef | None:
         if not self.correlation_supported:
             return None
         self._call("find_entity_by_correlation")
@@ -256,14 +268,14 @@ class FakeAdapter(TrackerAdapter):
         if not fields:
             return
         self._call("update_entity")
-        inc = self.incidents[entity_id]
+        inc = self._live(entity_id)
         inc.update(fields)
         self._touch(inc)
 
     def add_comment(self, entity_id: str, *, body: str, author: str) -> CreatedItem:
         self._call("add_comment")
         return CreatedItem(
-            self._add_comment(self.incidents[entity_id], body=body, author_display=author)
+            self._add_comment(self._live(entity_id), body=body, author_display=author)
         )
 
     def add_attachment(
@@ -272,7 +284,7 @@ class FakeAdapter(TrackerAdapter):
         self._call("add_attachment")
         data = b"".join(chunks)
         return CreatedItem(
-            self._add_attachment(self.incidents[entity_id], file_name, content_type, data)
+            self._add_attachment(self._live(entity_id), file_name, content_type, data)
         )
 
     def list_changed(self, *, since: datetime, overlap_seconds: float) -> list[ChangedEntity]:

@@ -85,6 +85,9 @@ def test_the_console_pages_raise_no_csp_violation(page, live_server, django_user
         f"/twins/{twin.id}/",
         "/errors/",
         "/sync-queue/",
+        "/dashboard/",  # issue 12: the SVG chart
+        "/clean-up/",
+        f"/twins/{twin.id}/replica/local/",
         "/triggers/",
         "/api/docs/",
     ]

@@ -156,6 +156,8 @@ def test_rendered_comment_is_sanitised_html_in_a_code_segment():
 
 
 def test_rendered_plain_comment_stays_plain_text():
+    smiley = '<img class="emoticon" src="/images/icons/emoticons/smile.png" alt="(smile)"/>'
+    assert rendered_to_body(f"<p>ok {smiley}</p>", base=SITE) == "ok (smile)"
     assert (
         rendered_to_body("<p>Hi<br/>there</p><p>bye &amp; out</p>", base=SITE)
         == "Hi\nthere\n\nbye & out"

@@ -239,3 +239,15 @@ def test_a_long_retry_after_holds_every_client_of_the_node(sandbox, settings):
         assert busy.BusyGate().remaining(sandbox.url) > 100  # a fresh gate: the shared cache
     finally:
         busy.SHARED.clear(sandbox.url)
+
+
+# -- item 9 (adapter part): hibernation is an instance-wide condition, named with its URL -------
+
+
+def test_a_hibernating_instance_is_a_connection_level_unavailable_error(sandbox):
+    from trackers.errors import TrackerUnavailable
+
+    requests.post(f"{sandbox.url}/sandbox/faults", json={"html": True}, timeout=5)
+    with pytest.raises(TrackerUnavailable) as caught:
+        adapter(sandbox).list_changed(since=datetime.now(UTC), overlap_seconds=5)
+    assert f"The instance {sandbox.url} is hibernating" in caught.value.message

@@ -53,7 +53,7 @@ def test_sys_ids_are_random_not_increasing(api, sandbox):
 
 
 def test_rows_come_in_no_fixed_order_without_orderby_and_among_ties(api, sandbox):
-    for i in range(8):
+    for _ in range(8):
         _create(api, sandbox, "tie")
     orders, tie_orders = set(), set()
     for _ in range(8):

@@ -74,7 +74,7 @@ def changed(base: dict, **fields) -> dict:
             changed(REPLICA, peer_entity_id=None),
             "peer_entity_id must be a string of at most 64 characters",
         ),
-        (changed(REPLICA, kind="patch"), "kind must be replica or ack"),
+        (changed(REPLICA, kind="patch"), "kind must be replica, ack or unexalate"),
         (changed(REPLICA, entity_id="-"), "a replica names its entity"),
         (changed(REPLICA, entity_id="z" * 32), "replica.entity.id differs from entity_id"),
         (changed(REPLICA, changed=["priority"]), "changed must be a list of summary, description"),
@@ -118,7 +118,7 @@ def test_a_webhook_for_a_tracker_without_adapter_is_404(client):
 
     token = node_settings_get().webhook_token
     response = client.post(
-        "/api/webhooks/jira/",
+        "/api/webhooks/youtrack/",
         {"issue": {"id": "1"}},
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},

@@ -104,7 +104,9 @@ def test_errors_page_retries_an_entity_error(admin_client, engine, pair):
     fake.fail_next("create_entity", TrackerBadRequest("Data policy: caller is mandatory"))
     services.entity_exalate(connection=pair[0], key=source["key"])
     runner.run()
-    error = SyncError.objects.get(resolved_at__isnull=True)
+    # Shown on both nodes: where it failed, and (reported back) where the change came from.
+    assert SyncError.objects.filter(resolved_at__isnull=True, remote=True).count() == 1
+    error = SyncError.objects.get(resolved_at__isnull=True, remote=False)
     page = admin_client.get("/errors/").content.decode()
     assert "Data policy: caller is mandatory" in page and f"/errors/{error.pk}/retry/" in page
     twin_page = admin_client.get(f"/twins/{error.twin_id}/").content.decode()
@@ -201,6 +203,6 @@ def test_basic_rules_tag_renders_the_read_only_rules():
         "Attachments",
         "Type",
         "cannot be edited",
-        "Task",
+        "An incident stays an incident",  # issue 12: said plainly on a ServiceNow node
     ]:
         assert word in html

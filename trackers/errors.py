@@ -40,12 +40,26 @@ class TrackerUnreachable(TransientTrackerError):
     """The instance URL did not answer (DNS, refused connection, timeout)."""
 
 
+class TrackerUnavailable(TransientTrackerError):
+    """The instance answered, but as a whole cannot serve requests now (ServiceNow: a
+    hibernating developer instance). Connection-level: nothing of any entity can be read
+    or written until it clears by itself; show it once for the connection, not per twin."""
+
+
 class TrackerAuthenticationError(TrackerError):
     """401 after any token refresh: wrong user, password or OAuth client. Connection-level."""
 
 
 class TrackerPermissionError(TrackerError):
-    """403: the integration user lacks a role or ACL (e.g. read on sys_journal_field)."""
+    """403: the integration user lacks a role or ACL (e.g. read on sys_journal_field).
+
+    ``connection_level`` is True when the missing right concerns every entity (no read
+    access to ServiceNow's journal), so it is shown once for the connection, not per twin.
+    """
+
+    def __init__(self, message: str, *, connection_level: bool = False, **kw):
+        super().__init__(message, **kw)
+        self.connection_level = connection_level
 
 
 class TrackerNotFound(TrackerError):

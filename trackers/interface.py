@@ -21,9 +21,12 @@ be retried later; every other ``TrackerError`` is permanent and shown to the adm
 from __future__ import annotations
 
 import abc
+import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+
+from .errors import TrackerError
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,24 @@ class WebhookHint:
 
 
 @dataclass(frozen=True)
+class QueryMatch:
+    """One entity a trigger query matched: ``id``, ``key``, ``url``, ``summary`` (issue 13)."""
+
+    id: str
+    key: str
+    url: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    """One page of a trigger query, ordered by entity id: ``matches`` and whether ``more`` follow."""
+
+    matches: list[QueryMatch]
+    more: bool = False
+
+
+@dataclass(frozen=True)
 class TrackerConfig:
     """How to reach one tracker instance. ``from_env`` is True when the environment set it.
 
@@ -98,6 +119,35 @@ class TrackerConfig:
         )
 
 
+@dataclass(frozen=True)
+class SettingsFields:
+    """How General settings asks for one tracker's instance: labels, examples, auth choices.
+
+    ``auth_methods`` are (value, label) pairs stored in ``TrackerConfig.auth_method``;
+    ``username_required_for`` the methods that need the user name field;
+    ``client_auth_methods`` the methods that use the OAuth client id and secret (their
+    fields are hidden for a tracker without any). ``webhook_help`` explains the inbound
+    webhook; ``{url}`` is replaced by this node's webhook address.
+    """
+
+    instance_url_label: str = "Instance URL"
+    instance_url_example: str = "https://yourcompany.example.com"
+    auth_methods: tuple[tuple[str, str], ...] = (
+        ("basic", "Basic (user and password)"),
+        ("oauth", "OAuth 2 (client id and secret)"),
+    )
+    username_label: str = "User name"
+    username_help: str = "The integration user the console reads and writes as."
+    username_required_for: tuple[str, ...] = ("basic", "oauth")
+    password_label: str = "Password"
+    password_help: str = ""
+    client_auth_methods: tuple[str, ...] = ("oauth",)
+    webhook_help: str = (
+        "The tracker can announce a changed entity at once by calling POST {url} with the "
+        "header Authorization: Bearer <webhook token>."
+    )
+
+
 class TrackerAdapter(abc.ABC):
     """Read and write one tracker instance. One instance per task; not thread-safe.
 
@@ -105,6 +155,8 @@ class TrackerAdapter(abc.ABC):
     the console uses them for labels, key checks, the environment lock and webhooks.
     """
 
+    #: Templates may show a class's facts (``{{ tracker.key_label }}``) without calling it.
+    do_not_call_in_templates = True
     #: The tracker's name in settings and messages between nodes (``servicenow``).
     tracker: str = ""
     #: How people call the tracker (``ServiceNow``).
@@ -137,6 +189,16 @@ class TrackerAdapter(abc.ABC):
         return f"{article} {cls.key_label}{example}"
 
     @classmethod
+    def settings_fields(cls) -> SettingsFields:
+        """What General settings asks for this tracker (labels, example URL, auth choices).
+
+        The default is a user name and password (Basic) or an OAuth client; a tracker
+        overrides it with its own words (Jira: e-mail and API token, or a personal access
+        token).
+        """
+        return SettingsFields()
+
+    @classmethod
     def environment_config(cls) -> TrackerConfig | None:
         """The configuration the environment fixes for this tracker (scripted installs), or None.
 
@@ -144,9 +206,28 @@ class TrackerAdapter(abc.ABC):
         """
         return None
 
+    #: The largest webhook body the console reads, in bytes (a larger one answers 413).
+    webhook_max_bytes: int = 10_000
+
+    @classmethod
+    def authenticate_webhook(cls, headers, body: bytes, secret: str) -> None:
+        """Check that a webhook call comes from the tracker; ``secret`` is this node's
+        webhook token (General settings), ``headers`` the request's (case-insensitive).
+
+        Default: ``Authorization: Bearer <secret>``, compared in constant time. Raises
+        ValueError in an admin's words (answered 401) when it does not match or no token is set.
+        """
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+        if (
+            not secret
+            or scheme != "Bearer"
+            or not hmac.compare_digest(token.encode(), secret.encode())
+        ):
+            raise ValueError("Wrong or missing webhook token (Authorization: Bearer <token>).")
+
     @classmethod
     def parse_webhook(cls, body: bytes) -> list[WebhookHint]:
-        """The changes one webhook call announces, from its raw body (at most 10,000 bytes).
+        """The changes one webhook call announces, from its raw body (at most ``webhook_max_bytes``).
 
         Raises ValueError with a reason an admin can act on (it is sent back as the 400 answer).
         """
@@ -177,6 +258,14 @@ class TrackerAdapter(abc.ABC):
         Jira: the projects the integration account can create issues in, ordered by name.
         """
         return []
+
+    def test_project(self, project: str) -> str:
+        """Check that mirrors can be created in ``project`` (a key from :meth:`list_projects`);
+        return a short success message. Raises TrackerPermissionError (admin words) when not.
+        A tracker without projects accepts only ''."""
+        if project:
+            raise TrackerError(f"{self.display_name or self.tracker} has no projects to choose.")
+        return ""
 
     # -- finding -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -251,3 +340,62 @@ class TrackerAdapter(abc.ABC):
         self, entity_id: str, *, file_name: str, content_type: str, chunks: Iterable[bytes]
     ) -> CreatedItem:
         """Upload an attachment from an iterable of byte chunks (streamed). Returns its id."""
+
+    # -- trigger queries (issue 13; optional: a tracker without them has no triggers) ----------
+    #: True when the adapter runs trigger queries (``query_*`` below).
+    supports_queries: bool = False
+    #: What the tracker's query language is called in forms (``encoded query``).
+    query_language: str = "query"
+    #: The longest query a trigger may hold (ServiceNow: 4,000 characters, far below the
+    #: URL length at which an instance answers 414).
+    max_query_length: int = 4000
+
+    @classmethod
+    def query_syntax_problem(cls, query: str) -> str | None:
+        """What is wrong with a query's syntax (no instance needed), in an admin's words, or None.
+
+        An empty query is not a syntax problem (it matches everything; the console asks).
+        """
+        return f"{cls.display_name or cls.tracker} has no trigger queries."
+
+    def query_problem(self, query: str) -> str | None:
+        """Syntax, then the fields: a term naming no field of the table is named (the
+        instance would silently drop it and match more). None when the query may be saved."""
+        return self.query_syntax_problem(query)
+
+    def query_count(self, query: str) -> int:
+        """How many entities match ``query`` now (one request, limit 1)."""
+        raise NotImplementedError
+
+    def query_entities(
+        self, query: str, *, since: datetime | None = None, after_id: str = "", limit: int = 100
+    ) -> QueryPage:
+        """Entities matching ``query`` with id > ``after_id`` (and, with ``since``, updated at or
+        after it), ordered by id, at most ``limit``; key-set paging: pass the last id back."""
+        raise NotImplementedError
+
+    def query_contains(self, query: str, entity_ids: Iterable[str]) -> set[str]:
+        """The ids among ``entity_ids`` that match ``query`` now (batched: one request per 100)."""
+        raise NotImplementedError
+
+    def read_replicas(self, entity_ids: Iterable[str]) -> dict[str, dict]:
+        """Replicas of several entities, batched where the tracker can (ServiceNow: ``sys_idIN``
+        chunks). Entities that are gone are left out. Default: one :meth:`read_replica` each."""
+        out = {}
+        for entity_id in entity_ids:
+            try:
+                out[entity_id] = self.read_replica(entity_id)
+            except Exception:  # noqa: BLE001 - the caller reads the missing ones one by one
+                continue
+        return out
+
+    def find_entities(self, keys: Iterable[str]) -> dict[str, EntityRef]:
+        """Entities by key, batched where the tracker can (ServiceNow: ``numberIN``); keys that
+        match nothing or several entities are left out. Default: :meth:`find_entity` each."""
+        out = {}
+        for key in keys:
+            try:
+                out[key] = self.find_entity(key)
+            except Exception:  # noqa: BLE001 - unknown or ambiguous keys are left out
+                continue
+        return out

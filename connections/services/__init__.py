@@ -16,7 +16,10 @@ one module per stage:
    (``POST <initiator>/api/node/v1/handshake``, a JWT signed with it,
    :func:`~connections.services.handshake.handshake_send`); the initiator turns Active
    (:func:`handshake_receive`), then the acceptor stores its own end, Active.
-5. ``lifecycle`` -- :func:`invitation_revoke`, :func:`connection_activate`,
+5. ``projects`` -- the project a connection creates its mirrors in, for a tracker with
+   projects (:func:`incoming_projects_list`, :func:`incoming_project_check`,
+   :func:`connection_project_set`).
+6. ``lifecycle`` -- :func:`invitation_revoke`, :func:`connection_activate`,
    :func:`connection_deactivate`, :func:`connection_delete`.
 
 Every service raises :class:`ConnectionSetupError` with a message for the admin and an
@@ -47,6 +50,13 @@ from .lifecycle import (
     connection_delete,
     invitation_revoke,
 )
+from .projects import (
+    IncomingProject,
+    connection_project_set,
+    incoming_project_check,
+    incoming_projects_list,
+    tracker_has_projects,
+)
 
 __all__ = [
     "accepted_name_validate",
@@ -56,6 +66,11 @@ __all__ = [
     "INFO_TIMEOUT",
     "NAME_RE",
     "ConnectionSetupError",
+    "IncomingProject",
+    "connection_project_set",
+    "incoming_project_check",
+    "incoming_projects_list",
+    "tracker_has_projects",
     "DestinationCheck",
     "RemoteNode",
     "connection_activate",

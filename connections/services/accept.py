@@ -23,6 +23,7 @@ from ..transport import NodeTransportError, check_node_url
 from .errors import ConnectionSetupError
 from .handshake import handshake_send, invitation_mark_accepted, invitation_refuse_unusable
 from .initiate import connection_name_validate
+from .projects import incoming_project_check, tracker_has_projects
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,12 @@ def invitation_check(*, code: str) -> InvitationPayload:
     return payload
 
 
-def invitation_accept(*, code: str, user) -> Connection:
+def invitation_accept(*, code: str, user, project: str = "") -> Connection:
     """Accept an invitation on this node; return this node's end of the connection, Active.
+
+    ``project``: on a node whose tracker has projects, the key chosen in "Select a project
+    for the incoming sync" (checked with the adapter before the handshake; required there,
+    ignored elsewhere); stored as the connection's ``incoming_project_key`` / ``_name``.
 
     Remote invitation: runs the handshake with the initiating node (which turns Active
     only if this node proves it holds the code's secret and the invitation is still
@@ -118,8 +123,14 @@ def invitation_accept(*, code: str, user) -> Connection:
     initiating node changes only if it accepted the handshake.
     """
     payload = invitation_check(code=code)
+    chosen = incoming_project_check(project) if tracker_has_projects() else None
+    where = (
+        {"incoming_project_key": chosen.key, "incoming_project_name": chosen.name[:255]}
+        if chosen
+        else {}
+    )
     if payload.node_id == node_identity_get().node_id:
-        return _accept_local(payload, user)
+        return _accept_local(payload, user, where)
     name = accepted_name_validate(payload)  # before the handshake: nothing is sent for a bad name
     remote = handshake_send(payload)
     now = timezone.now()
@@ -138,13 +149,16 @@ def invitation_accept(*, code: str, user) -> Connection:
             polls_remote=payload.type == Connection.Type.PRIVATE,
             secret=payload.secret,
             established_at=now,
+            **where,
         )
     logger.info("Connection %s accepted by %s", payload.name, getattr(user, "username", user))
+    _audit_accepted(user, connection.name, payload)
     return connection
 
 
-def _accept_local(payload: InvitationPayload, user) -> Connection:
-    """Accept a local invitation: both ends on this node, no HTTP."""
+def _accept_local(payload: InvitationPayload, user, where: dict) -> Connection:
+    """Accept a local invitation: both ends on this node, no HTTP; both create their mirrors
+    in the chosen project (``where``: the incoming project fields, or empty)."""
     now = timezone.now()
     with transaction.atomic():
         try:
@@ -180,12 +194,18 @@ def _accept_local(payload: InvitationPayload, user) -> Connection:
             local_peer=initiator,
             secret=initiator.secret,
             established_at=now,
+            **where,
         )
         Connection.objects.filter(pk=initiator.pk).update(
-            status=Connection.Status.ACTIVE, local_peer=peer, established_at=now, updated_at=now
+            status=Connection.Status.ACTIVE,
+            local_peer=peer,
+            established_at=now,
+            updated_at=now,
+            **where,
         )
         invitation_mark_accepted(invitation, node_id=node_identity_get().node_id, now=now)
     logger.info("Local connection %s accepted by %s", peer.name, getattr(user, "username", user))
+    _audit_accepted(user, peer.name, payload)
     return peer
 
 
@@ -221,3 +241,15 @@ def accepted_name_validate(payload: InvitationPayload) -> str:
             f" Ask the admin of {initiator} for an invitation with another name.",
             field="code",
         ) from None
+
+
+def _audit_accepted(user, name: str, payload: InvitationPayload) -> None:
+    from audit.services import audit_record
+
+    initiator = payload.node_name or payload.node_url or "the initiating node"
+    audit_record(
+        actor=user,
+        action="accepted",
+        target=f"connection {name}",
+        detail=f"{payload.type} connection, invitation from {initiator}",
+    )

@@ -101,4 +101,12 @@ def connection_initiate(
     logger.info(
         "Connection %s (%s) initiated by %s", name, check.type, getattr(user, "username", user)
     )
+    from audit.services import audit_record
+
+    audit_record(
+        actor=user,
+        action="initiated",
+        target=f"connection {name}",
+        detail=f"{check.type} connection" + (f" to {check.url}" if check.url else ""),
+    )
     return connection, code

@@ -47,6 +47,7 @@ def invitation_revoke(*, connection: Connection, user) -> None:
         )
         Connection.objects.filter(pk=connection.pk).delete()
     logger.info("Invitation for %s revoked by %s", connection.name, getattr(user, "username", user))
+    _audit(user, "revoked", connection, "pending invitation revoked; the code no longer works")
 
 
 def _pair(connection: Connection) -> list:
@@ -80,6 +81,7 @@ def connection_activate(*, connection: Connection, user) -> Connection:
         logger.info(
             "Connection %s activated by %s", connection.name, getattr(user, "username", user)
         )
+        _audit(user, "activated", connection, f"was {connection.get_status_display()}")
     connection.refresh_from_db()
     return connection
 
@@ -103,6 +105,7 @@ def connection_deactivate(*, connection: Connection, user) -> Connection:
         logger.info(
             "Connection %s deactivated by %s", connection.name, getattr(user, "username", user)
         )
+        _audit(user, "deactivated", connection, f"was {connection.get_status_display()}")
     connection.refresh_from_db()
     return connection
 
@@ -121,3 +124,10 @@ def connection_delete(*, connection: Connection, user) -> None:
         ).update(status=Invitation.Status.REVOKED, revoked_at=timezone.now(), code="")
         Connection.objects.filter(pk__in=_pair(connection)).delete()
     logger.info("Connection %s deleted by %s", connection.name, getattr(user, "username", user))
+    _audit(user, "deleted", connection, "this node's end; the synced incidents stay as they are")
+
+
+def _audit(user, action: str, connection: Connection, detail: str) -> None:
+    from audit.services import audit_record
+
+    audit_record(actor=user, action=action, target=f"connection {connection.name}", detail=detail)

@@ -46,6 +46,8 @@ def jql_error(message: str) -> HttpError:
 
 @dataclass
 class Clause:
+    """``field op values`` (``prop`` is ``(key, path)`` for ``issue.property[key].path``)."""
+
     field: str
     op: str
     values: list  # strings / numbers; ``None`` for EMPTY
@@ -54,6 +56,8 @@ class Clause:
 
 @dataclass
 class Node:
+    """``AND`` / ``OR`` of its children, or ``NOT`` of one."""
+
     op: str  # "and" | "or" | "not"
     children: list = field(default_factory=list)
 

@@ -41,8 +41,10 @@ class SandboxServer(BaseApplication):
         super().__init__()
 
     def load_config(self):
+        """gunicorn hook: apply the options."""
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
     def load(self):
+        """gunicorn hook, in the worker: build the app."""
         return self._build()

@@ -38,6 +38,8 @@ def _inline(text: str, site: str) -> str:
         links.append(fragment)
         return f"\x00{len(links) - 1}\x00"
 
+    out = out.replace("\\\\", keep("<br/>"))  # a forced line break
+    out = re.sub(r"\\([^\w\s])", lambda m: keep(m.group(1)), out)  # \* is a literal *
     out = _LINK.sub(
         lambda m: keep(
             f'<a href="{html.escape(m.group(2) or m.group(3))}" class="external-link" rel="nofollow">'
@@ -57,7 +59,6 @@ def _inline(text: str, site: str) -> str:
     )
     for pattern, repl in _INLINE:
         out = pattern.sub(repl, out)
-    out = out.replace("\\\\", "<br/>")
     return re.sub("\x00(\\d+)\x00", lambda m: links[int(m.group(1))], out)
 
 

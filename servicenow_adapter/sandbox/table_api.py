@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .auth import table_rights, visible
+from .dictionary import dictionary_request
 from .render import page_headers, render, select
 from .rules import record_delete, record_write
 from .schema import TABLES
@@ -36,6 +37,8 @@ def table_request(
     ``version`` is ``''``, ``v1`` or ``v2``. Raises ``HttpError`` with the instance's envelope
     (400 unknown table or bad input, 403 rights or data policy, 404, 405).
     """
+    if table == "sys_dictionary" and sys_id is None:  # issue 13: the fields of every table
+        return dictionary_request(req, user)
     if table not in TABLES:
         raise HttpError(400, (f"Invalid table {table}", None))
     rights = table_rights(user, table)

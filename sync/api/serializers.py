@@ -60,7 +60,11 @@ class ExalateInputSerializer(serializers.Serializer):
 
 
 class SyncErrorSerializer(serializers.ModelSerializer):
-    """An entity-, connection- or node-level error with its occurrences and resolution time."""
+    """An entity-, connection- or node-level error with its occurrences and resolution time.
+
+    ``code``: ``entity_gone`` (an incident no longer exists), ``exalate_failed`` (a number
+    that could not be exalated) or ''; ``remote``: the other node reported it (it failed
+    applying our change there)."""
 
     connection = serializers.UUIDField(source="connection_id", allow_null=True)
     twin = serializers.IntegerField(source="twin_id", allow_null=True)
@@ -75,6 +79,8 @@ class SyncErrorSerializer(serializers.ModelSerializer):
             "twin",
             "event",
             "message",
+            "code",
+            "remote",
             "occurrences",
             "created_at",
             "last_seen_at",

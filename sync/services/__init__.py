@@ -17,7 +17,11 @@ The path of one change, and where each step lives:
   the Basic rules (``sync.rules``), exactly once across crashes, and acknowledges them.
 * ``attachments``: bytes streamed through temp files, sha256 checked; pushed by a node
   without URL, re-pushed when the receiver still waits for them.
-* ``failures``: entity- and connection-level errors, Retry and Resolve.
+* ``failures``: entity- and connection-level errors, Retry and Resolve; ``remote_errors``:
+  a failure on the other node shown on both (issue 12).
+* ``unexalate`` / ``connect``: stop syncing a twin on both nodes; link two existing
+  entities (issue 12). ``operations``: rename, live check, Activate's held changes, bulk
+  Resolve.
 * ``drain``: re-nudges work whose Celery message was lost.
 
 No database transaction is ever held across an HTTP call: each step commits before the
@@ -47,6 +51,20 @@ from .base import (
     state_for,
     twin_status_refresh,
 )
+from .bulk import (  # issue 13
+    bulk_cancel,
+    bulk_drain,
+    bulk_exalate_start,
+    bulk_progress,
+    bulk_run_process,
+    bulk_unexalate_start,
+)
+from .bulk_connect import (  # issue 13
+    bulk_connect_confirm,
+    bulk_connect_result_csv,
+    bulk_connect_upload,
+)
+from .connect import connect_answer, entity_connect  # issue 12
 from .deliver import (
     POLL_HANDOUT_LEASE,
     connection_deliver,
@@ -70,10 +88,65 @@ from .failures import (
     error_retry,
     twin_retry,
 )
+from .operations import (  # issue 12
+    connection_activated,
+    connection_check,
+    connection_rename,
+    errors_resolve,
+)
 from .receive import messages_receive
 from .scan import twin_scan
+from .triggers import (  # issue 13
+    ConfirmAll,
+    query_check,
+    trigger_delete,
+    trigger_detect,
+    trigger_hint_process,
+    trigger_preview,
+    trigger_save,
+    trigger_set_active,
+    triggers_detect_all,
+    triggers_webhook_hint,
+    twins_scan_batch,
+)
+from .unexalate import (  # issue 12
+    connection_unexalate_all,
+    live_twins,
+    twin_unexalate,
+    unexalates_sweep,
+)
 
 __all__ = [
+    "ConfirmAll",
+    "bulk_cancel",
+    "bulk_connect_confirm",
+    "bulk_connect_result_csv",
+    "bulk_connect_upload",
+    "bulk_drain",
+    "bulk_exalate_start",
+    "bulk_progress",
+    "bulk_run_process",
+    "bulk_unexalate_start",
+    "query_check",
+    "trigger_delete",
+    "trigger_detect",
+    "trigger_hint_process",
+    "trigger_preview",
+    "trigger_save",
+    "trigger_set_active",
+    "triggers_detect_all",
+    "triggers_webhook_hint",
+    "twins_scan_batch",
+    "connect_answer",
+    "connection_activated",
+    "connection_check",
+    "connection_rename",
+    "connection_unexalate_all",
+    "entity_connect",
+    "errors_resolve",
+    "live_twins",
+    "twin_unexalate",
+    "unexalates_sweep",
     "CHUNK",
     "MAX_PUSHED_BYTES",
     "MESSAGES_PATH",

@@ -27,9 +27,10 @@ from .. import claims, nudge, rules
 from ..models import MirroredItem, SyncError, SyncEvent, Twin
 from ..protocol import NO_ENTITY
 from . import detect, failures
-from .attachments import fetched_attachment, file_chunks
+from .attachments import attachment_mirror, attachment_warning
 from .base import PermanentSyncError, TransientSyncError, twin_status_refresh
 from .deliver import deliver_now
+from .remote_errors import apply_failure_words
 
 
 def twin_apply(twin_id: int) -> int:
@@ -74,7 +75,7 @@ def twin_apply(twin_id: int) -> int:
                 retry_in = _event_retry_later(event, str(exc), getattr(exc, "retry_after", None))
                 break
             except (TrackerError, PermanentSyncError, ReplicaInvalid) as exc:
-                _event_fail(twin, event, str(exc))
+                _event_fail(twin, event, *apply_failure_words(twin, exc))
                 break
             _event_applied(twin, event)
             applied += 1
@@ -116,18 +117,19 @@ def _event_retry_later(event: SyncEvent, message: str, retry_after: float | None
     return delay
 
 
-def _event_fail(twin: Twin, event: SyncEvent, message: str) -> None:
-    """The event failed for good: entity-level error, and the sender is told (its status page shows it)."""
+def _event_fail(twin: Twin, event: SyncEvent, message: str, code: str = "") -> None:
+    """The event failed for good: entity-level error, and the sender is told (its Errors page
+    shows it too; ``code`` ``entity_gone`` when our incident no longer exists)."""
     with transaction.atomic():
         SyncEvent.objects.filter(pk=event.pk).update(
             status=SyncEvent.Status.ERROR, last_error=message[:2000]
         )
-        failures.entity_error(twin=twin, event=event, message=message)
-        _queue_ack(twin, event, error=message)
+        failures.entity_error(twin=twin, event=event, message=message, code=code)
+        _queue_ack(twin, event, error=message, error_code=code)
         twin_status_refresh(twin.pk)
 
 
-def _queue_ack(twin: Twin, event: SyncEvent, *, error: str = "") -> None:
+def _queue_ack(twin: Twin, event: SyncEvent, *, error: str = "", error_code: str = "") -> None:
     twin.refresh_from_db(fields=["local_entity_id", "local_key", "local_url"])
     if not twin.local_entity_id and not error:
         return
@@ -144,6 +146,8 @@ def _queue_ack(twin: Twin, event: SyncEvent, *, error: str = "") -> None:
             },
             "acked_event_id": str(event.event_id),
             "error": error[:2000],
+            "error_code": error_code,
+            "warning": "" if error else attachment_warning(twin),
         },
         next_attempt_at=timezone.now(),
     )
@@ -187,11 +191,13 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
     # 1. the entity itself
     if plan.create:
         ref = None
+        project = twin.connection.incoming_project_key  # '' for a tracker without projects
         if twin.create_intent_at:
-            ref = adapter.find_entity_by_correlation(twin.correlation_id)
+            ref = adapter.find_entity_by_correlation(twin.correlation_id, project=project)
         if ref is None:
             Twin.objects.filter(pk=twin.pk).update(create_intent_at=timezone.now())
             ref = adapter.create_entity(
+                project=project,
                 summary=plan.fields["summary"],
                 description=plan.fields["description"],
                 entity_type=rules.incoming_entity_type(
@@ -205,6 +211,8 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                 local_entity_id=ref.id,
                 local_key=ref.key,
                 local_url=ref.url,
+                # the type the tracker created (a fallback such as Task when the project lacks it)
+                entity_type=(ref.entity_type or replica["entity"]["type"])[:40],
                 known_summary=plan.fields["summary"],
                 known_description=plan.fields["description"],
             )
@@ -249,16 +257,11 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                 sha256=a["sha256"],
                 file_name=a["file_name"][:255],
             )
-        with fetched_attachment(twin, a, event, adapter) as path:
-            claims.renew(Twin, twin.pk)
-            created = adapter.add_attachment(
-                twin.local_entity_id,
-                file_name=a["file_name"],
-                content_type=a["content_type"] or "application/octet-stream",
-                chunks=file_chunks(path),
-            )
-        _item_done(item, created.id)
-        taken_local.add(created.id)
+        created_id = attachment_mirror(twin, a, event, adapter, item)
+        if created_id is None:
+            continue  # refused, too large or skipped: a warning on the twin; the rest goes on
+        _item_done(item, created_id)
+        taken_local.add(created_id)
         claims.renew(Twin, twin.pk)
     # 3. comments, each once (last: the final journal write moves the incident's
     # sys_updated_on past the uploads, so change detection does not re-read for them)

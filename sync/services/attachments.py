@@ -17,24 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Count
 from django.utils import timezone
 
 from connections.models import Connection
 from connections.selectors import tracker_adapter_get
-from trackers.errors import TrackerNotFound
+from trackers.errors import AttachmentRefused, TrackerNotFound
 from trackers.interface import TrackerAdapter
 
-from .. import nudge, peers
-from ..models import MirroredItem, SyncEvent, Twin
+from .. import claims, nudge, peers
+from ..models import AttachmentState, MirroredItem, SyncEvent, Twin
 from ..peers import CHUNK, WAITING_FOR_PUSH
 from . import failures
 from .base import OPEN_EVENT_STATUSES, PermanentSyncError, SyncRefused, TransientSyncError
+
+logger = logging.getLogger(__name__)
 
 #: Largest attachment a node without URL may push (ServiceNow's default attachment cap, 1024 MB).
 MAX_PUSHED_BYTES = 1024 * 1024 * 1024
@@ -238,3 +242,112 @@ def push_requested(peer: peers.Peer, needed) -> None:
         if att:
             adapter = adapter or tracker_adapter_get()
             peer.push_attachment(entity_id=twin.local_entity_id, attachment=att, adapter=adapter)
+
+
+# --- per-attachment state on the receiving twin (issue 10) ------------------------------------
+
+
+def attachment_mirror(
+    twin: Twin, att: dict, event: SyncEvent, adapter: TrackerAdapter, item: MirroredItem
+) -> str | None:
+    """Upload one remote attachment to the local entity; return the local copy's id, or None.
+
+    None means the attachment did not go and must not hold the rest of the incident: the
+    destination refused it (``AttachmentRefused``: ``too_large`` over its size limit, else
+    ``refused``), or the source cannot give its bytes (``skipped``). The reason is kept on
+    the twin's :class:`~sync.models.AttachmentState` (shown on the twin page, counted on
+    the connection page, sent to the source node with the acknowledgement), the intent
+    ``item`` is dropped, and later applies leave it alone until Retry on the twin
+    (:func:`attachment_states_retry`). Raises TransientSyncError / tracker errors for the
+    apply to retry later.
+    """
+    state, _ = AttachmentState.objects.get_or_create(
+        twin=twin,
+        remote_id=att["id"],
+        defaults={"file_name": att["file_name"][:255], "size": att["size"]},
+    )
+    if state.is_warning:
+        item.delete()
+        return None
+    AttachmentState.objects.filter(pk=state.pk).update(
+        state=AttachmentState.State.PENDING, file_name=att["file_name"][:255], size=att["size"]
+    )
+    try:
+        with fetched_attachment(twin, att, event, adapter) as path:
+            claims.renew(Twin, twin.pk)
+            created = adapter.add_attachment(
+                twin.local_entity_id,
+                file_name=att["file_name"],
+                content_type=att["content_type"] or "application/octet-stream",
+                chunks=file_chunks(path),
+            )
+    except AttachmentRefused as exc:
+        kind = AttachmentState.State.TOO_LARGE if exc.too_large else AttachmentState.State.REFUSED
+        _attachment_warn(state, item, kind, exc.reason or exc.message)
+        return None
+    except PermanentSyncError as exc:
+        _attachment_warn(state, item, AttachmentState.State.SKIPPED, str(exc))
+        return None
+    AttachmentState.objects.filter(pk=state.pk).update(
+        state=AttachmentState.State.MIRRORED, local_id=created.id, reason=""
+    )
+    return created.id
+
+
+def _attachment_warn(state: AttachmentState, item: MirroredItem, kind: str, reason: str) -> None:
+    AttachmentState.objects.filter(pk=state.pk).update(state=kind, reason=reason[:2000])
+    item.delete()
+    logger.warning(
+        "Attachment %s of twin %s: %s (%s)", state.file_name, state.twin_id, kind, reason
+    )
+
+
+def attachment_warning(twin: Twin) -> str:
+    """One line naming the twin's refused, too-large and skipped attachments with their
+    reasons ('' when none): the acknowledgement's ``warning`` for the source node."""
+    parts = [
+        f"{s.file_name or s.remote_id}: {s.get_state_display().lower()} ({s.reason})"
+        for s in AttachmentState.objects.filter(twin=twin, state__in=AttachmentState.WARNINGS)
+    ]
+    if not parts:
+        return ""
+    return ("Attachment(s) not mirrored: " + "; ".join(parts))[:2000]
+
+
+def attachment_counts(connection: Connection) -> dict[str, int]:
+    """{state: count} of the attachment states of a connection's twins (every state present)."""
+    counts = dict.fromkeys(AttachmentState.State.values, 0)
+    rows = (
+        AttachmentState.objects.filter(twin__connection=connection)
+        .values_list("state")
+        .annotate(n=Count("id"))
+    )
+    for state, n in rows:
+        counts[state] = n
+    return counts
+
+
+def attachment_states_retry(twin: Twin) -> bool:
+    """Retry on the twin: refused, too-large and skipped attachments become pending again
+    and the last applied incoming replica is queued once more, so they are sent again
+    (mirrored ones are never sent twice). Returns True when there was something to retry."""
+    reset = AttachmentState.objects.filter(twin=twin, state__in=AttachmentState.WARNINGS).update(
+        state=AttachmentState.State.PENDING, reason=""
+    )
+    if not reset:
+        return False
+    last = (
+        SyncEvent.objects.filter(
+            twin=twin,
+            direction=SyncEvent.Direction.IN,
+            kind=SyncEvent.Kind.REPLICA,
+            status=SyncEvent.Status.DONE,
+        )
+        .order_by("-seq", "-id")
+        .first()
+    )
+    if last is not None:
+        SyncEvent.objects.filter(pk=last.pk).update(
+            status=SyncEvent.Status.QUEUED, attempts=0, next_attempt_at=timezone.now()
+        )
+    return True

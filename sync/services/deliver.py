@@ -232,7 +232,11 @@ def _uuid_or_none(value) -> uuid.UUID | None:
 
 def _outgoing_batch(connection: Connection, *, limit: int | None = None) -> list[SyncEvent]:
     """The next due outgoing events of ``connection``, in order; a twin's events stop at its
-    first event that is failed or not yet due (order per twin is kept)."""
+    first event that is failed or not yet due (order per twin is kept). None while the
+    connection is in Error: a connection-level error pauses its outgoing queue until it is
+    resolved (Resolve and retry, or the connection recovers by itself)."""
+    if connection.status == Connection.Status.ERROR:
+        return []  # issue 12: a connection-level error pauses the outgoing queue
     limit = limit or settings.SYNC_BATCH_SIZE
     now = timezone.now()
     candidates = (

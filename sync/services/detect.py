@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from connections.models import Connection
 from connections.selectors import tracker_adapter_get
-from trackers.errors import TrackerAuthenticationError, TrackerError
+from trackers.errors import TrackerError
 
 from .. import claims, nudge
 from ..models import ConnectionSyncState, Twin
@@ -38,17 +38,28 @@ from .base import state_for
 
 logger = logging.getLogger(__name__)
 
+#: Connections whose changes are detected. A deactivated one too (issue 12): its changed
+#: twins stay marked, held (the scan, delivery and apply wait), and go out on Activate.
+DETECTING = (Connection.Status.ACTIVE, Connection.Status.DEACTIVATED)
+
 
 def twin_request_scan(
-    *, twin_ids: Iterable[int], mod_count: int | None = None, updated=None, nudge: bool = True
+    *,
+    twin_ids: Iterable[int],
+    mod_count: int | None = None,
+    updated=None,
+    attachments_marker: str = "",
+    nudge: bool = True,
 ) -> list[int]:
     """Mark twins as needing a scan of their local entity; return the ids marked.
 
     With ``mod_count`` and ``updated`` (from a change listing), a twin is skipped when
-    that ``sys_mod_count`` was already scanned or announced and no newer change time was
-    announced: the (sys_id, sys_mod_count) de-duplication of the overlap window, widened
-    by the time because a new attachment changes no ``sys_mod_count``. ``nudge`` enqueues
-    a scan task per marked twin.
+    that ``sys_mod_count`` was already scanned or announced, no newer change time was
+    announced and the ``attachments_marker`` (``ChangedEntity.attachments_marker``) is
+    the one announced before: the (sys_id, sys_mod_count) de-duplication of the overlap
+    window, widened by the time and the marker because a new attachment changes no
+    ``sys_mod_count`` and may fall in the second of the last listing. ``nudge``
+    enqueues a scan task per marked twin.
     """
     marked = []
     now = timezone.now()
@@ -68,6 +79,9 @@ def twin_request_scan(
                 update["last_listed_updated"] = updated
             else:
                 newer = newer_count
+            if attachments_marker:
+                newer = newer | ~Q(last_attachments_marker=attachments_marker)
+                update["last_attachments_marker"] = attachments_marker
             qs = qs.filter(newer)
             update["scan_mod_count"] = mod_count
         if qs.update(**update):
@@ -85,11 +99,15 @@ def webhook_receive(*, entity_id: str, mod_count: int | None = None) -> int:
     """
     ids = list(
         Twin.objects.filter(
-            local_entity_id=entity_id, connection__status=Connection.Status.ACTIVE
+            local_entity_id=entity_id, connection__status__in=DETECTING
         ).values_list("pk", flat=True)
     )
     with transaction.atomic():
-        return len(twin_request_scan(twin_ids=ids, mod_count=mod_count))
+        marked = len(twin_request_scan(twin_ids=ids, mod_count=mod_count))
+        from .triggers import triggers_webhook_hint  # issue 13: a new match of a trigger?
+
+        triggers_webhook_hint(entity_id=entity_id)
+        return marked
 
 
 def connection_detect_changes(connection_id) -> int:
@@ -100,9 +118,7 @@ def connection_detect_changes(connection_id) -> int:
     and only then advances the watermark to the newest ``updated`` seen. Returns the
     number of twins marked. Errors leave the watermark where it was.
     """
-    connection = Connection.objects.filter(
-        pk=connection_id, status=Connection.Status.ACTIVE
-    ).first()
+    connection = Connection.objects.filter(pk=connection_id, status__in=DETECTING).first()
     if (
         connection is None
         or not Twin.objects.filter(connection=connection).exclude(local_entity_id="").exists()
@@ -120,17 +136,22 @@ def connection_detect_changes(connection_id) -> int:
             changed = tracker_adapter_get().list_changed(
                 since=since, overlap_seconds=settings.CHANGE_POLL_OVERLAP
             )
-        except TrackerAuthenticationError as exc:
-            failures.login_refused(connection=connection, exc=exc)
-            return 0
         except TrackerError as exc:
-            logger.info("Change detection on %s failed, will retry: %s", connection.pk, exc)
+            # Credentials refused, a hibernating instance, a right every entity needs: one
+            # connection error that clears by itself (probed). Anything else: next poll.
+            # A 429's Retry-After holds every call of this node (the adapter's busy gate).
+            if failures.tracker_connection_error(connection=connection, exc=exc) is None:
+                logger.info("Change detection on %s failed, will retry: %s", connection.pk, exc)
             return 0
-        by_id: dict[str, tuple[int, datetime]] = {}
+        by_id: dict[str, tuple[int, datetime, str]] = {}
         newest = state.watermark
         for c in changed:
-            mc, upd = by_id.get(c.id, (-1, c.updated))
-            by_id[c.id] = (max(mc, c.mod_count), max(upd, c.updated))
+            mc, upd, marker = by_id.get(c.id, (-1, c.updated, ""))
+            by_id[c.id] = (
+                max(mc, c.mod_count),
+                max(upd, c.updated),
+                getattr(c, "attachments_marker", "") or marker,
+            )
             if newest is None or c.updated > newest:
                 newest = c.updated
         ids = list(by_id)
@@ -140,8 +161,13 @@ def connection_detect_changes(connection_id) -> int:
                     connection=connection, local_entity_id__in=ids[start : start + 500]
                 ).values_list("pk", "local_entity_id")
                 for pk, entity_id in rows:
-                    mod_count, updated = by_id[entity_id]
-                    marked += twin_request_scan(twin_ids=[pk], mod_count=mod_count, updated=updated)
+                    mod_count, updated, marker = by_id[entity_id]
+                    marked += twin_request_scan(
+                        twin_ids=[pk],
+                        mod_count=mod_count,
+                        updated=updated,
+                        attachments_marker=marker,
+                    )
             ConnectionSyncState.objects.filter(pk=state.pk).update(
                 watermark=newest, last_detect_at=timezone.now()
             )
@@ -151,13 +177,21 @@ def connection_detect_changes(connection_id) -> int:
 
 
 def detect_changes_all() -> int:
-    """Enqueue change detection for every active connection that has twins; return how many."""
+    """Probe connections whose self-clearing error is due (``failures.probes_run``), then
+    enqueue change detection for every active connection that has twins; return how many."""
+    try:
+        failures.probes_run()
+    except Exception:  # noqa: BLE001 - a failing probe must never stop change detection
+        logger.exception("Probing connections in Error failed")
     ids = list(
-        Connection.objects.filter(status=Connection.Status.ACTIVE, twins__isnull=False)
+        Connection.objects.filter(status__in=DETECTING, twins__isnull=False)
         .order_by()
         .values_list("pk", flat=True)
         .distinct()
     )
     for cid in ids:
         nudge.detect_changes(cid)
+    from .triggers import triggers_detect_all  # issue 13: the triggers' queries, same tick
+
+    triggers_detect_all()
     return len(ids)

@@ -125,9 +125,22 @@ def exalate_request_process(request_id) -> None:
 
 
 def _request_fail(request: ExalateRequest, message: str) -> None:
-    ExalateRequest.objects.filter(pk=request.pk).update(
-        status=ExalateRequest.Status.ERROR, error=message
-    )
+    """The request failed for good: said on its status page, and an entity-level error on
+    the Errors page and in the API (``GET /api/errors/``), as any failed sync is."""
+    from ..mail import errors_mail_soon
+    from ..models import SyncError
+
+    with transaction.atomic():
+        ExalateRequest.objects.filter(pk=request.pk).update(
+            status=ExalateRequest.Status.ERROR, error=message
+        )
+        SyncError.objects.create(
+            level=SyncError.Level.ENTITY,
+            connection_id=request.connection_id,
+            message=f"Exalate {request.key} failed: {message}",
+            code="exalate_failed",
+        )
+        errors_mail_soon(connection_id=request.connection_id)
 
 
 def _request_retry_later(request: ExalateRequest, message: str, retry_after: float | None) -> None:

@@ -11,15 +11,23 @@ attempt recorded on the event row.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from connections.models import Connection
+from trackers.errors import (
+    TrackerAuthenticationError,
+    TrackerError,
+    TrackerPermissionError,
+    TrackerUnavailable,
+)
 
 from .. import nudge
-from ..models import ExalateRequest, SyncError, SyncEvent, Twin
+from ..models import ConnectionProbe, ExalateRequest, SyncError, SyncEvent, Twin
 from . import detect
 from .base import OPEN_EVENT_STATUSES, twin_status_refresh
 
@@ -55,45 +63,189 @@ def connection_error_raise(*, connection: Connection, message: str) -> SyncError
             status__in=[Connection.Status.DEACTIVATED, Connection.Status.PENDING]
         ).update(status=Connection.Status.ERROR, last_error=message, last_error_at=now)
     logger.warning("Connection %s is in Error: %s", connection.pk, message)
+    from ..mail import errors_mail_soon
+
+    errors_mail_soon(connection_id=connection.pk)
     return error
 
 
 def login_refused(*, connection: Connection, exc: Exception) -> SyncError:
-    """The instance refused this node's login (HTTP 401): one connection-level error."""
-    return connection_error_raise(
-        connection=connection, message=f"The instance refused this node's login: {exc}"
+    """The instance refused this node's login (HTTP 401): one connection-level error, probed
+    again on a back-off and resolved by itself once the instance accepts the credentials."""
+    return connection_error_clearing(
+        connection=connection,
+        message=f"The instance refused this node's login: {exc}",
+        reason="credentials",
     )
 
 
-def entity_error(*, twin: Twin, event: SyncEvent | None, message: str) -> None:
-    """Record an entity-level error for ``twin`` (and ``event``); called inside a transaction."""
-    SyncError.objects.create(
-        level=SyncError.Level.ENTITY,
-        connection_id=twin.connection_id,
-        twin=twin,
-        event=event,
-        message=message,
+def tracker_connection_error(*, connection: Connection, exc: Exception) -> SyncError | None:
+    """A tracker error that concerns the whole connection, not one entity: credentials
+    refused (401), the instance unavailable as a whole (a hibernating ServiceNow developer
+    instance) or a right every entity needs (``connection_level`` permission errors, e.g.
+    no read access to the journal). One self-clearing connection error; None when ``exc``
+    is none of those (the caller handles it per entity)."""
+    if isinstance(exc, TrackerAuthenticationError):
+        return login_refused(connection=connection, exc=exc)
+    if isinstance(exc, TrackerUnavailable):
+        return connection_error_clearing(
+            connection=connection, message=exc.message, reason="unavailable"
+        )
+    if isinstance(exc, TrackerPermissionError) and getattr(exc, "connection_level", False):
+        return connection_error_clearing(
+            connection=connection, message=exc.message, reason="permission"
+        )
+    return None
+
+
+def connection_error_clearing(*, connection: Connection, message: str, reason: str) -> SyncError:
+    """A connection-level error that clears by itself: raised once (as
+    :func:`connection_error_raise`), then the instance is probed every
+    ``CONNECTION_PROBE_SECONDS`` (doubling, at most an hour) by :func:`probes_run`."""
+    error = connection_error_raise(connection=connection, message=message)
+    first = timezone.now() + timedelta(seconds=settings.CONNECTION_PROBE_SECONDS)
+    ConnectionProbe.objects.update_or_create(
+        connection=connection,
+        defaults={"reason": reason},
+        create_defaults={"reason": reason, "next_probe_at": first},
     )
+    return error
+
+
+def probe_delay(probes: int) -> float:
+    """Seconds until the next probe after ``probes`` failed ones: base × 2^n, at most 3600."""
+    return min(3600.0, settings.CONNECTION_PROBE_SECONDS * 2 ** min(probes, 16))
+
+
+def probes_run(*, now=None) -> int:
+    """Probe every connection whose self-clearing error is due; returns how many cleared.
+
+    A probe is the tracker's Test connection (the same checks an admin runs). Passing it
+    resolves the connection's error and resumes the connection (:func:`connection_retry`);
+    failing it schedules the next probe later. A connection no longer in Error (an admin
+    retried or deactivated it) drops its probe.
+    """
+    from connections.selectors import tracker_adapter_get
+
+    now = now or timezone.now()
+    cleared = 0
+    for probe in ConnectionProbe.objects.filter(next_probe_at__lte=now).select_related(
+        "connection"
+    ):
+        connection = probe.connection
+        if connection.status != Connection.Status.ERROR:
+            probe.delete()
+            continue
+        problem: TrackerError | None = None
+        try:
+            tracker_adapter_get().test_connection()
+        except TrackerPermissionError as exc:
+            if exc.connection_level:  # else: some entities hidden, not what stopped it
+                problem = exc
+        except TrackerError as exc:
+            problem = exc
+        if problem is not None:
+            ConnectionProbe.objects.filter(pk=probe.pk).update(
+                probes=F("probes") + 1,
+                next_probe_at=now + timedelta(seconds=probe_delay(probe.probes + 1)),
+                last_probe_error=str(problem)[:2000],
+            )
+            SyncError.objects.filter(
+                level=SyncError.Level.CONNECTION, connection=connection, resolved_at__isnull=True
+            ).update(last_seen_at=now)
+            continue
+        probe.delete()
+        connection_retry(connection=connection)
+        logger.info("Connection %s recovered by itself: the instance passed a probe", connection.pk)
+        cleared += 1
+    return cleared
+
+
+def entity_error(
+    *, twin: Twin, event: SyncEvent | None, message: str, code: str = "", remote: bool = False
+) -> SyncError:
+    """Record an entity-level error for ``twin`` (and ``event``); called inside a transaction.
+
+    The same open error of the twin again (same message) counts another occurrence
+    instead of a second row. ``code`` names the kind of failure (``entity_gone``: the
+    incident no longer exists); ``remote`` marks a failure the remote node reported while
+    applying our change. The admins get a mail (``sync.mail``, one per connection and
+    ``ERROR_MAIL_PERIOD``).
+    """
+    now = timezone.now()
+    same = SyncError.objects.filter(
+        level=SyncError.Level.ENTITY, twin=twin, message=message, resolved_at__isnull=True
+    ).first()
+    if same:
+        SyncError.objects.filter(pk=same.pk).update(
+            occurrences=F("occurrences") + 1, last_seen_at=now, event=event or same.event
+        )
+        error = same
+    else:
+        error = SyncError.objects.create(
+            level=SyncError.Level.ENTITY,
+            connection_id=twin.connection_id,
+            twin=twin,
+            event=event,
+            message=message,
+            code=code[:40],
+            remote=remote,
+        )
     Twin.objects.filter(pk=twin.pk).update(last_error=message)
+    from ..mail import errors_mail_soon  # the mail module reads the errors back
+
+    errors_mail_soon(connection_id=twin.connection_id)
+    return error
 
 
-def error_resolve(*, error: SyncError) -> None:
-    """Mark ``error`` resolved without retrying (the admin ignores it). Idempotent."""
-    SyncError.objects.filter(pk=error.pk, resolved_at__isnull=True).update(
-        resolved_at=timezone.now()
-    )
-    if error.twin_id:
-        twin_status_refresh(error.twin_id)
+def error_resolve(*, error: SyncError, requested_by: str = "") -> None:
+    """Resolve ``error`` without retrying (the admin ignores what failed). Idempotent.
+
+    An entity error really clears the twin's error state: its failed events are set
+    aside (done, their error text kept), the twin's last error and the remote's reported
+    error are cleared, so later changes of the twin flow again. A connection error
+    resumes the connection (as Retry does: there is nothing else to set aside).
+    With ``requested_by`` (an admin's user name) the audit log gets a ``resolved`` entry.
+    """
+    if requested_by and error.resolved_at is None:
+        _audit(requested_by, "resolved", error)
+    if error.level == SyncError.Level.CONNECTION and error.connection_id:
+        connection_retry(connection=error.connection)
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        SyncError.objects.filter(pk=error.pk, resolved_at__isnull=True).update(resolved_at=now)
+        if error.twin_id:
+            if not SyncError.objects.filter(
+                twin_id=error.twin_id, resolved_at__isnull=True
+            ).exists():
+                SyncEvent.objects.filter(
+                    twin_id=error.twin_id, status=SyncEvent.Status.ERROR
+                ).update(status=SyncEvent.Status.DONE, done_at=now)
+                Twin.objects.filter(pk=error.twin_id).update(last_error="", remote_error="")
+            twin_status_refresh(error.twin_id)
+            nudge.apply(error.twin_id)
+            nudge.deliver(error.connection_id)
 
 
-def error_retry(*, error: SyncError) -> None:
-    """Resolve ``error`` and retry what failed: the twin's failed events, or the whole connection."""
+def error_retry(*, error: SyncError, requested_by: str = "") -> None:
+    """Resolve ``error`` and retry what failed: the twin's failed events, or the whole connection.
+
+    For a failure the remote node reported, the failed change is sent again with the same
+    event id: the remote node then retries its failed apply (``sync.services.receive``).
+    With ``requested_by`` (an admin's user name) the audit log gets a ``retried`` entry.
+    """
+    if requested_by:
+        _audit(requested_by, "retried", error)
     if error.level == SyncError.Level.CONNECTION and error.connection_id:
         connection_retry(connection=error.connection)
     elif error.twin_id:
+        Twin.objects.filter(pk=error.twin_id).update(remote_error="")
         twin_retry(twin=error.twin)
     else:
-        error_resolve(error=error)
+        SyncError.objects.filter(pk=error.pk, resolved_at__isnull=True).update(
+            resolved_at=timezone.now()
+        )
 
 
 def connection_retry(*, connection: Connection) -> None:
@@ -106,6 +258,7 @@ def connection_retry(*, connection: Connection) -> None:
         Connection.objects.filter(pk=connection.pk, status=Connection.Status.ERROR).update(
             status=Connection.Status.ACTIVE, last_error=""
         )
+        ConnectionProbe.objects.filter(connection=connection).delete()
         SyncEvent.objects.filter(connection=connection, status__in=OPEN_EVENT_STATUSES).update(
             next_attempt_at=now
         )
@@ -115,9 +268,35 @@ def connection_retry(*, connection: Connection) -> None:
         nudge.drain()
 
 
-def twin_retry(*, twin: Twin) -> None:
+def _audit(requested_by: str, action: str, error: SyncError) -> None:
+    """One audit entry for an admin's Retry / Resolve of ``error``."""
+    from audit.services import audit_record
+
+    key = (error.twin.local_key or error.twin.remote_key) if error.twin_id else ""
+    where = f" (twin {key})" if key else ""
+    if not where and error.connection_id:
+        where = f" (connection {error.connection.name})"
+    audit_record(
+        actor=requested_by,
+        action=action,
+        target=f"{error.get_level_display().lower()} error #{error.pk}{where}",
+        detail=error.message[:500],
+    )
+
+
+def twin_retry(*, twin: Twin, requested_by: str = "") -> None:
     """Retry a twin after an entity-level error: failed events go back to the queue (attempts
-    reset), the twin is scanned again, and its open errors are resolved."""
+    reset), the twin is scanned again, and its open errors are resolved. With
+    ``requested_by`` (the twin's Retry button, the API) the audit log gets a ``retried`` entry."""
+    if requested_by:
+        from audit.services import audit_record
+
+        audit_record(
+            actor=requested_by,
+            action="retried",
+            target=f"twin {twin.local_key or twin.remote_key or twin.pk}",
+            detail=f"on connection {twin.connection.name}",
+        )
     now = timezone.now()
     with transaction.atomic():
         SyncError.objects.filter(twin=twin, resolved_at__isnull=True).update(resolved_at=now)
@@ -125,6 +304,9 @@ def twin_retry(*, twin: Twin) -> None:
             status=SyncEvent.Status.QUEUED, attempts=0, next_attempt_at=now, last_error=""
         )
         Twin.objects.filter(pk=twin.pk).update(last_error="", claimed_until=None, claimed_by="")
+        from .attachments import attachment_states_retry  # attachments imports this module
+
+        attachment_states_retry(twin)  # refused / too-large / skipped attachments go again
         detect.twin_request_scan(twin_ids=[twin.pk])
         twin_status_refresh(twin.pk)
         nudge.apply(twin.pk)

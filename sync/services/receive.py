@@ -20,6 +20,8 @@ from .. import nudge
 from ..models import SyncEvent, Twin
 from ..protocol import NO_ENTITY, message_problem
 from .base import state_for, twin_status_refresh
+from .remote_errors import remote_failure_record, remote_retry_requested
+from .unexalate import unexalate_receive
 
 
 def messages_receive(*, connection: Connection, messages: list) -> tuple[list[str], list[dict]]:
@@ -47,9 +49,15 @@ def messages_receive(*, connection: Connection, messages: list) -> tuple[list[st
                 if SyncEvent.objects.filter(
                     connection=connection, direction=SyncEvent.Direction.IN, event_id=m["event_id"]
                 ).exists():
+                    # Sent again after we failed to apply it: its sender retried (issue 12).
+                    remote_retry_requested(connection=connection, event_id=m["event_id"])
                     accepted.append(event_id)
                     continue
                 twin = _twin_for_message(connection, m)
+                if m["kind"] == SyncEvent.Kind.UNEXALATE:  # issue 12: the twin ends here too
+                    unexalate_receive(connection=connection, twin=twin)
+                    accepted.append(event_id)
+                    continue
                 if twin is None:
                     if m["kind"] != SyncEvent.Kind.REPLICA:
                         rejected.append(
@@ -126,7 +134,9 @@ def _receive_ack(connection: Connection, twin: Twin, m: dict) -> None:
             remote_key=ent["key"] or twin.remote_key,
             remote_url=ent["url"][:1000] or twin.remote_url,
         )
-    Twin.objects.filter(pk=twin.pk).update(remote_error=error)
+    Twin.objects.filter(pk=twin.pk).update(
+        remote_error=error, remote_warning=(m.get("warning") or "")[:2000]
+    )
     if not error:
         SyncEvent.objects.filter(
             connection=connection,
@@ -150,4 +160,10 @@ def _receive_ack(connection: Connection, twin: Twin, m: dict) -> None:
         status=SyncEvent.Status.DONE,
         done_at=timezone.now(),
     )
-    twin_status_refresh(twin.pk)
+    # Issue 12: a failure on the remote node is an error on this node too (or clears it).
+    remote_failure_record(
+        twin=twin,
+        acked_event_id=m["acked_event_id"],
+        error=error,
+        code=m.get("error_code") or "",
+    )

@@ -72,6 +72,10 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
                 )
                 return queued
             except (TrackerError, ReplicaInvalid) as exc:
+                if isinstance(exc, TrackerError) and failures.tracker_connection_error(
+                    connection=twin.connection, exc=exc
+                ):
+                    return queued  # e.g. the journal is unreadable: one connection error
                 with transaction.atomic():
                     Twin.objects.filter(pk=twin.pk).update(scan_done=requested)
                     if not SyncError.objects.filter(
