@@ -65,10 +65,10 @@ def test_an_unresolvable_name_is_said_in_words():
         guard_node_url("http://no-such-node.invalid/")
 
 
-def test_base_url_keeps_scheme_host_and_port_only():
+def test_base_url_keeps_scheme_host_port_and_path_only():
     assert (
-        base_url("https://exalate.example.com:8443/path?q=1#f")
-        == "https://exalate.example.com:8443"
+        base_url("https://exalate.example.com:8443/exalate/?q=1#f")
+        == "https://exalate.example.com:8443/exalate"
     )
     with pytest.raises(NodeAddressRefused, match="port"):
         base_url("http://example.com:99999999/")
