@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import base64
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +33,7 @@ from trackers.errors import (
     TrackerUnreachable,
     TransientTrackerError,
 )
+from trackers.http import NO_RETRY, RetryPolicy
 
 from . import errors
 
@@ -42,27 +41,6 @@ log = logging.getLogger(__name__)
 
 CLOUD, DC = "cloud", "dc"
 COMMENT_PAGE = 100
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """At most ``max_attempts`` tries within ``max_total_seconds``; waits ``Retry-After`` (+≤10 %)
-    when given, else a random delay in [d/2, d], d = ``base_delay``·2^(attempt-1) ≤ ``max_delay``."""
-
-    max_attempts: int = 4
-    max_total_seconds: float = 60.0
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before try ``attempt + 1``."""
-        if retry_after is not None:
-            return retry_after + random.uniform(0, 0.1 * max(retry_after, 0.1))
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 class ApiToken:

@@ -26,6 +26,7 @@ from trackers.errors import (
     TrackerPermissionError,
     TransientTrackerError,
 )
+from trackers.http import failure_reason, not_sent  # noqa: F401  (used as errors.*)
 from trackers.retry_after import parse_retry_after
 
 MAX_DETAIL = 500
@@ -108,31 +109,3 @@ def error_for(response: requests.Response, payload, what: str, *, site: str) -> 
     return TrackerBadRequest(
         f"Jira at {site} refused {what} ({status})", status=status, detail=said
     )
-
-
-def not_sent(exc: requests.RequestException) -> bool:
-    """True when the request surely never reached Jira (refused or timed-out connect, DNS)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    text = repr(exc)
-    return isinstance(exc, requests.ConnectionError) and (
-        "NewConnectionError" in text
-        or "Connection refused" in text
-        or "NameResolutionError" in text
-    )
-
-
-def failure_reason(exc: requests.RequestException) -> str:
-    """A few words for why a request failed without an answer (for admin messages)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return "the connection timed out"
-    if isinstance(exc, requests.Timeout):
-        return "no answer within the timeout"
-    text = repr(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "NameResolutionError" in text or "Name or service not known" in text:
-        return "the host name does not resolve"
-    if isinstance(exc, requests.exceptions.SSLError) or "SSLError" in text:
-        return "the TLS handshake failed"
-    return exc.__class__.__name__

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import logging
-import random
 import re
 import time
 from collections.abc import Iterable
@@ -38,6 +37,7 @@ from trackers.errors import (
     TrackerUnreachable,
     TransientTrackerError,
 )
+from trackers.http import NO_RETRY, RetryPolicy
 
 from . import errors
 from . import query as q
@@ -45,38 +45,13 @@ from .attachment_calls import AttachmentCalls
 from .auth import Authentication, BasicCredentials, OAuthCredentials
 from .busy import BusyGate
 
-__all__ = ["BasicCredentials", "OAuthCredentials", "RetryPolicy", "ServiceNowClient"]
+__all__ = ["NO_RETRY", "BasicCredentials", "OAuthCredentials", "RetryPolicy", "ServiceNowClient"]
 
 log = logging.getLogger(__name__)
 
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_PAGE_SIZE = 500
 MIN_PAGE_SIZE = 10
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient errors are retried: at most ``max_attempts`` tries within ``max_total_seconds``.
-
-    Waits ``Retry-After`` / ``X-RateLimit-Reset`` when the instance gives one (plus up to
-    10 % jitter), else a random delay in [d/2, d] with d = ``base_delay`` × 2^(attempt-1),
-    capped at ``max_delay``. Seconds throughout.
-    """
-
-    max_attempts: int = 4
-    max_total_seconds: float = 60.0
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before try ``attempt + 1``."""
-        if retry_after is not None:
-            return retry_after + random.uniform(0, 0.1 * max(retry_after, 0.1))
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from trackers.errors import (
     TrackerUnavailable,
     TransientTrackerError,
 )
+from trackers.http import failure_reason, not_sent  # noqa: F401  (used as errors.*)
 from trackers.retry_after import parse_retry_after, rate_limit_reset_seconds
 
 QUOTA_TEXT = "maximum execution time exceeded"
@@ -155,34 +156,6 @@ def result_of(payload, response: requests.Response, what: str):
         status=response.status_code,
         detail=message,
     )
-
-
-def not_sent(exc: requests.RequestException) -> bool:
-    """True when the request surely never reached the instance (refused or timed-out connect)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    text = repr(exc)
-    return isinstance(exc, requests.ConnectionError) and (
-        "NewConnectionError" in text
-        or "Connection refused" in text
-        or "NameResolutionError" in text
-    )
-
-
-def failure_reason(exc: requests.RequestException) -> str:
-    """A few words for why a request failed without an answer (for admin messages)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return "the connection timed out"
-    if isinstance(exc, requests.Timeout):
-        return "no answer within the timeout"
-    text = repr(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "NameResolutionError" in text or "Name or service not known" in text:
-        return "the host name does not resolve"
-    if "SSLError" in text or isinstance(exc, requests.exceptions.SSLError):
-        return "the TLS handshake failed"
-    return exc.__class__.__name__
 
 
 _SIZE_WORDS = re.compile(r"max_size|maximum (?:attachment |file )?size|too large|exceeds", re.I)
