@@ -87,6 +87,17 @@ def login(page: Page, node: LiveNode, path: str = "/") -> None:
         page.goto(f"{node.url}{path}")
 
 
+def reload_until_listed(page: Page, url: str, table: str, text: str) -> None:
+    """Open ``url`` and reload it until ``table`` lists ``text``: the Errors page is not live,
+    an admin reloads it, and under load the error can land after the first load."""
+
+    def listed() -> bool:
+        page.goto(url)
+        return text in page.locator(table).inner_text()
+
+    wait_for(listed, timeout=WAIT_MS / 1000, what=f"{text!r} listed in {table} at {url}")
+
+
 def new_incident(world, summary: str, comments: list[str]) -> dict:
     sn, base = world["sn_a"], world["sa"].url
     row = sn.post(
@@ -169,13 +180,18 @@ def test_deleted_mirror_error_on_both_nodes_unexalate_and_exalate_again(browser,
         assert r.status_code == 204
         comment(world, source["sys_id"], "Third, after the mirror went")
         login(pb, b, "/errors/")
-        expect(pb.locator("table.entity-errors")).to_contain_text(
-            f"The incident {mirror_key} no longer exists in this node's instance", timeout=WAIT_MS
+        reload_until_listed(
+            pb,
+            f"{b.url}/errors/",
+            "table.entity-errors",
+            f"The incident {mirror_key} no longer exists in this node's instance",
         )
         shots(pb, "b-errors-mirror-deleted")
-        pa.goto(f"{a.url}/errors/")
-        expect(pa.locator("table.entity-errors")).to_contain_text(
-            f"The remote incident {mirror_key} no longer exists", timeout=WAIT_MS
+        reload_until_listed(
+            pa,
+            f"{a.url}/errors/",
+            "table.entity-errors",
+            f"The remote incident {mirror_key} no longer exists",
         )
         expect(pa.locator("table.entity-errors")).to_contain_text("Reported by the remote node.")
         shots(pa, "a-errors-remote-incident-gone")
@@ -199,8 +215,7 @@ def test_deleted_mirror_error_on_both_nodes_unexalate_and_exalate_again(browser,
             timeout=60,
             what="B's twin ends",
         )
-        pb.goto(f"{b.url}/errors/")
-        expect(pb.locator("table.entity-errors")).to_contain_text("No entity error.")
+        reload_until_listed(pb, f"{b.url}/errors/", "table.entity-errors", "No entity error.")
         # Exalate again: a new mirror with every comment once.
         pa.locator("table.lookup").get_by_role("button", name=f"Exalate {source['number']}").click()
         expect(pa.locator(".twin-status .badge")).to_have_text("Synchronized", timeout=WAIT_MS)
@@ -320,12 +335,9 @@ def test_connect_replicas_queue_errors_cleanup_dashboard_and_connection_page(bro
         page.goto(f"{a.url}/entity-sync-status/")
         page.locator("#exalate").get_by_label("Incident number").fill("INC0999998")
         page.locator("#exalate").get_by_role("button", name="Exalate").click()
-
-        def failed_exalate_listed() -> bool:
-            page.goto(f"{a.url}/errors/")
-            return "Exalate INC0999998 failed" in page.locator("table.entity-errors").inner_text()
-
-        wait_for(failed_exalate_listed, timeout=60, what="the failed exalate on the Errors page")
+        reload_until_listed(
+            page, f"{a.url}/errors/", "table.entity-errors", "Exalate INC0999998 failed"
+        )
         expect(page.get_by_role("heading", name="Node errors")).to_be_visible()
         shots(page, "errors-three-levels")
         page.locator("table.entity-errors input[data-select-all]").check()
