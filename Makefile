@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run sandbox demo test test-fast lint format chromium bench-adapter bench-sync bench-jira bench-triggers soak clean
+.PHONY: install run sandbox demo test test-fast lint format chromium bench-adapter bench-sync bench-jira bench-triggers bench-pingpong soak clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
@@ -63,6 +63,12 @@ bench-jira: install
 ## Bulk Exalate with a worker SIGKILL in the middle (benchmarks/trigger_bulk.py).
 bench-triggers: install
 	$(PY) benchmarks/trigger_bulk.py
+
+## make bench-pingpong N=1000: five phases (exalate, comment back, description, round trip,
+## unexalate) on SQLite and on PostgreSQL + Redis (benchmarks/ping_pong.py; BACKEND=sqlite|postgres|both).
+BACKEND ?= both
+bench-pingpong: install
+	$(PY) benchmarks/ping_pong.py --incidents $(N) --backend $(BACKEND)
 
 ## make bench-pages: Sync queue and Entity sync status timings with 100,000 twins and
 ## 1,000,000 events (benchmarks/pages.py; seeds var/bench-pages.sqlite3 on its first run).

@@ -45,15 +45,15 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from benchmarks.sync_throughput import (  # noqa: E402
-    MIN_CALLS_PER_INCIDENT,
-    TARGETS,
+from benchmarks.common import (  # noqa: E402
     Bench,
     memory_kb,
+    node_env,
     percentile,
     reset_peaks,
     webhook_token,
 )
+from benchmarks.sync_throughput import MIN_CALLS_PER_INCIDENT, TARGETS  # noqa: E402
 from tests.jira_live import EMAIL, TOKEN, JiraSandbox  # noqa: E402
 from tests.live import LiveNode, LiveSandbox, link_nodes, wait_for  # noqa: E402
 
@@ -65,11 +65,7 @@ class JiraBench(Bench):
 
     def __init__(self, args, workdir: Path):
         self.args = args
-        env = {
-            "CHANGE_POLL_INTERVAL": str(args.poll_interval),
-            "CELERY_WORKER_CONCURRENCY": str(args.concurrency),
-            "LOG_LEVEL": "warning",
-        }
+        env = node_env(args)
         self.workdir = workdir
         self.sandbox_a = LiveSandbox(workdir / "sandbox-a", seed="")
         self.a = LiveNode(workdir / "node-a", name="Bench A", sandbox=self.sandbox_a, env=env)
@@ -101,13 +97,6 @@ class JiraBench(Bench):
         self.person = requests.Session()
         self.person.auth = PERSON
         self.person.headers["Accept"] = "application/json"
-
-    def close(self):
-        for part in reversed(self.parts_started):
-            try:
-                part.close() if isinstance(part, LiveNode) else part.stop()
-            except Exception as exc:  # noqa: BLE001 - best effort at the end
-                print(f"  (stopping {getattr(part, 'name', part)} failed: {exc})")
 
     def latency(self, ms: float) -> None:
         self.sn_a.post(f"{self.sandbox_a.url}/sandbox/faults", json={"latency_ms": ms}, timeout=10)

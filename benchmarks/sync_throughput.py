@@ -44,151 +44,17 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from tests.live import LiveNode, LiveSandbox, link_nodes, wait_for  # noqa: E402
+from benchmarks.common import (  # noqa: E402,F401 - Bench & co. are imported from here too
+    Bench,
+    memory_kb,
+    percentile,
+    reset_peaks,
+    webhook_token,
+)
+from tests.live import wait_for  # noqa: E402
 
 MIN_CALLS_PER_INCIDENT = 10
 TARGETS = {"per_minute": 300, "webhook_p50": 2.0, "poll_slack": 2.0, "memory_mb": 50}
-
-
-def webhook_token(node: LiveNode) -> str:
-    out = node.shell(
-        "from connections.selectors import node_settings_get; print('TOKEN', node_settings_get().webhook_token)"
-    )
-    return next(line.split()[1] for line in out.splitlines() if line.startswith("TOKEN "))
-
-
-def memory_kb(pids: list[int], field: str) -> dict[int, int]:
-    """``VmHWM`` (peak resident set) or ``VmRSS`` (current) of each pid, in kB."""
-    out = {}
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith(f"{field}:"):
-                    out[pid] = int(line.split()[1])
-        except OSError:
-            pass
-    return out
-
-
-def reset_peaks(pids: list[int]) -> bool:
-    """Reset each process's VmHWM to its current RSS (Linux ``clear_refs`` 5); False if refused."""
-    ok = True
-    for pid in pids:
-        try:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-        except OSError:
-            ok = False
-    return ok
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-class Bench:
-    def __init__(self, args, workdir: Path):
-        self.args = args
-        env = {
-            "CHANGE_POLL_INTERVAL": str(args.poll_interval),
-            "CELERY_WORKER_CONCURRENCY": str(args.concurrency),
-            "LOG_LEVEL": "warning",
-        }
-        self.sandbox_a = LiveSandbox(workdir / "sandbox-a", seed="")
-        self.sandbox_b = LiveSandbox(workdir / "sandbox-b", seed="")
-        self.a = LiveNode(workdir / "node-a", name="Bench A", sandbox=self.sandbox_a, env=env)
-        self.b = LiveNode(workdir / "node-b", name="Bench B", sandbox=self.sandbox_b, env=env)
-        self.parts_started: list = []
-
-    def start(self):
-        for sb in (self.sandbox_a, self.sandbox_b):
-            sb.start()
-            self.parts_started.append(sb)
-        for node in (self.a, self.b):
-            node.start(worker=False)
-            self.parts_started.append(node)
-            node.add_worker(beat=True, concurrency=self.args.concurrency)
-        self.connection = link_nodes(self.a, self.b, name="bench")
-        self.api = self.a.login()
-        self.api_b = self.b.login()
-        self.sn_a, self.sn_b = self.sandbox_a.session(), self.sandbox_b.session()
-
-    def close(self):
-        for part in reversed(self.parts_started):
-            try:
-                part.close() if isinstance(part, LiveNode) else part.stop()
-            except Exception as exc:  # noqa: BLE001 - best effort at the end
-                print(f"  (stopping {part.name} failed: {exc})")
-
-    # --- ServiceNow side -------------------------------------------------------------------
-    def create_incident(self, i: int, attachment: bytes) -> dict:
-        base = self.sandbox_a.url
-        row = self.sn_a.post(
-            f"{base}/api/now/table/incident",
-            json={"short_description": f"Bench {i}", "description": f"Bench incident {i}"},
-            timeout=30,
-        ).json()["result"]
-        for c in range(3):
-            self.sn_a.patch(
-                f"{base}/api/now/table/incident/{row['sys_id']}",
-                json={"comments": f"Comment {c} of bench {i}"},
-                timeout=30,
-            )
-        self.upload(row["sys_id"], f"bench-{i}.bin", attachment)
-        return row
-
-    def upload(self, sys_id: str, name: str, data) -> None:
-        r = self.sn_a.post(
-            f"{self.sandbox_a.url}/api/now/attachment/file",
-            params={"table_name": "incident", "table_sys_id": sys_id, "file_name": name},
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-            timeout=300,
-        )
-        assert r.status_code == 201, r.text
-
-    def latency(self, ms: float) -> None:
-        for sb, s in ((self.sandbox_a, self.sn_a), (self.sandbox_b, self.sn_b)):
-            s.post(f"{sb.url}/sandbox/faults", json={"latency_ms": ms}, timeout=10)
-
-    def stats(self, reset: bool = False) -> dict[str, dict]:
-        out = {}
-        for label, sb, s in (("A", self.sandbox_a, self.sn_a), ("B", self.sandbox_b, self.sn_b)):
-            out[label] = (s.delete if reset else s.get)(
-                f"{sb.url}/sandbox/stats", timeout=10
-            ).json()
-        return out
-
-    def journal_has(self, sys_id: str, text: str) -> bool:
-        rows = self.sn_b.get(
-            f"{self.sandbox_b.url}/api/now/table/sys_journal_field",
-            params={
-                "sysparm_query": f"element_id={sys_id}^element=comments^valueLIKE{text}",
-                "sysparm_fields": "sys_id",
-            },
-            timeout=10,
-        ).json()["result"]
-        return bool(rows)
-
-    # --- console side ----------------------------------------------------------------------
-    def exalate(self, number: str) -> str:
-        r = self.api.post(
-            f"{self.a.url}/api/connections/{self.connection}/exalate/",
-            json={"number": number},
-            timeout=30,
-        )
-        assert r.status_code == 202, r.text
-        return r.json()["id"]
-
-    def twins(self) -> list[dict]:
-        data = self.api.get(
-            f"{self.a.url}/api/twins/", params={"connection": self.connection}, timeout=30
-        ).json()
-        return data["results"] if isinstance(data, dict) else data
 
 
 def run(args) -> int:

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trackers.errors import TrackerError
-from trackers.interface import TrackerConfig
+from trackers.interface import RightCheck, TrackerConfig
 from trackers.registry import adapter_class
 
 from .models import NodeSettings
@@ -31,18 +31,21 @@ def tracker_config_from_form(*, data: dict, stored: NodeSettings) -> TrackerConf
     )
 
 
-def tracker_connection_test(*, config: TrackerConfig) -> tuple[bool, str]:
-    """Try ``config`` against the instance. Returns ``(ok, message)``; never raises TrackerError.
+def tracker_connection_test(*, config: TrackerConfig) -> tuple[bool, str, tuple[RightCheck, ...]]:
+    """Try ``config`` against the instance. Returns ``(ok, message, rights)``; never raises TrackerError.
 
     The message says in words what failed (unreachable, wrong credentials, not a
-    ServiceNow instance, missing read access) and never contains a secret.
+    ServiceNow instance, missing read access) and never contains a secret. ``rights`` are
+    the adapter's one-line-per-right findings (:class:`trackers.interface.ConnectionReport`;
+    empty for a tracker that reports none), also when a read right is missing.
     """
     try:
         adapter = adapter_class(config.tracker or "servicenow").from_config(config)
-        return True, adapter.test_connection()
+        report = adapter.test_connection()
+        return True, str(report), tuple(getattr(report, "rights", ()))
     except TrackerError as exc:
         logger.info("Test connection to %s failed: %s", config.instance_url, exc.__class__.__name__)
-        return False, str(exc)
+        return False, str(exc), tuple(getattr(exc, "rights", ()))
 
 
 def node_settings_record_test(*, ok: bool, message: str) -> None:

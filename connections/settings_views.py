@@ -49,8 +49,8 @@ def general_settings(request):
                     from .selectors import tracker_config_get
 
                     config = tracker_config_get()
-                ok, message = settings_services.tracker_connection_test(config=config)
-                test_result = {"ok": ok, "message": message}
+                ok, message, rights = settings_services.tracker_connection_test(config=config)
+                test_result = {"ok": ok, "message": message, "rights": rights}
                 if action == "test":
                     pass  # shown on the page only: the values tested are not the saved ones
                 elif ok:

@@ -234,7 +234,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "getting-started"
+LOGIN_REDIRECT_URL = "landing"  # the Dashboard once a connection exists (sync.views_ops)
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -347,9 +347,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Caches. "shared" is seen by every process of this node (web and Celery workers): a
-# tracker instance's "busy until" after a 429 with Retry-After lives there. A directory
+# Caches. "shared" is seen by every process of this node (web and Celery workers). A directory
 # under VAR_DIR by default; CACHE_URL=redis://host:port/db when workers run on several hosts.
+# (A tracker instance's "busy until" after a 429 lives with its throttle, below.)
 CACHE_URL = env_str("CACHE_URL", "")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -385,6 +385,26 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's own transport can hand a worker a half-written message file, which stops
     # the worker; this subclass writes each file atomically (see exalate_console/filesystem_broker.py).
     CELERY_BROKER_TRANSPORT = "exalate_console.filesystem_broker:Transport"
+# Tracker throttle (trackers/throttle.py), per instance URL and shared by every process of
+# this node: at most TRACKER_MAX_CONCURRENCY requests in flight, TRACKER_RATE_PER_SECOND a
+# second in bursts of TRACKER_RATE_BURST; a 429 halves the rate (it grows back by 1 a second
+# every 10 s) and its Retry-After holds every request. 0 turns a limit off. The state lives
+# in Redis when the broker or the cache is Redis, else in files under VAR_DIR/throttle.
+TRACKER_MAX_CONCURRENCY = env_int("TRACKER_MAX_CONCURRENCY", 4, minimum=0, maximum=1000)
+TRACKER_RATE_PER_SECOND = env_float("TRACKER_RATE_PER_SECOND", 100.0, minimum=0)
+TRACKER_RATE_BURST = env_int("TRACKER_RATE_BURST", 100, minimum=1, maximum=100_000)
+TRACKER_THROTTLE_URL = env_str(
+    "TRACKER_THROTTLE_URL",
+    next(
+        (u for u in (CELERY_BROKER_URL, CACHE_URL) if u.startswith(("redis://", "rediss://"))),
+        f"file://{VAR_DIR / 'throttle'}",
+    ),
+)
+if not TRACKER_THROTTLE_URL.startswith(("redis://", "rediss://", "file:///", "memory://")):
+    raise ImproperlyConfigured(
+        f"TRACKER_THROTTLE_URL={TRACKER_THROTTLE_URL!r}: use redis://host:port/db, "
+        "file:///an/absolute/directory or memory:// (one process only)."
+    )
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = False

@@ -2,15 +2,15 @@
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from sync import trigger_views
+from sync import trigger_views, views_ops
 
 from . import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="sync:dashboard", permanent=False)),
+    # The landing page: the Dashboard once a connection exists, else Getting started.
+    path("", views_ops.landing, name="landing"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("getting-started/", views.getting_started, name="getting-started"),

@@ -40,6 +40,7 @@ from trackers.interface import (
     TrackerConfig,
     WebhookHint,
 )
+from trackers.throttle import NODE as NODE_THROTTLE
 
 from . import mapping, webhooks
 from .changes import ChangeListing
@@ -169,7 +170,8 @@ class JiraAdapter(ConnectionCheck, ChangeListing, IssueWriter, TrackerAdapter):
     @classmethod
     def from_config(cls, config: TrackerConfig) -> JiraAdapter:
         """Build from General settings or the environment; timeouts and retries from
-        ``JIRA_TIMEOUT`` (30 s), ``JIRA_RETRY_ATTEMPTS`` (4), ``JIRA_RETRY_MAX_SECONDS`` (60).
+        ``JIRA_TIMEOUT`` (30 s), ``JIRA_RETRY_ATTEMPTS`` (4), ``JIRA_RETRY_MAX_SECONDS`` (60);
+        the node's throttle (``trackers.throttle``) paces every request.
         Raises TrackerError / TrackerAuthenticationError when the configuration is incomplete."""
         if config.tracker and config.tracker != "jira":
             raise TrackerError(f"This node's tracker is {config.tracker!r}, not Jira.")
@@ -196,7 +198,7 @@ class JiraAdapter(ConnectionCheck, ChangeListing, IssueWriter, TrackerAdapter):
         )
         client = JiraClient(
             url, credentials=credentials, flavour=flavour,
-            timeout=getattr(settings, "JIRA_TIMEOUT", 30.0), retry=retry,
+            timeout=getattr(settings, "JIRA_TIMEOUT", 30.0), retry=retry, throttle=NODE_THROTTLE,
         )  # fmt: skip
         return cls(client)
 

@@ -13,6 +13,13 @@ Retries: GET, PUT and search are retried on transient errors with exponential ba
 jitter, never sooner than ``Retry-After`` (``trackers.retry_after``); a create (POST) only
 when Jira surely did not process it (connection refused, 429). Redirects are never
 followed with credentials to another host.
+
+Throttle: with a :class:`trackers.throttle.Throttle` (the adapter passes the node's), each
+try takes one of the site's slots and tokens, shared by every process of the node, and
+gives them back when the answer is read (a download holds its slot until the stream is
+closed). Jira Cloud's 429 (burst and cost-based limits) slows the node down for everyone
+and its ``Retry-After`` holds every request; a wait beyond the retry budget raises
+``InstanceBusy`` (transient, with ``retry_after``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from trackers.errors import (
     TransientTrackerError,
 )
 from trackers.http import NO_RETRY, RetryPolicy
+from trackers.throttle import Lease, Throttle
 
 from . import errors
 
@@ -74,7 +82,8 @@ class PersonalAccessToken:
 
 class JiraClient:
     """HTTP client of one Jira site. ``flavour`` is ``cloud`` or ``dc``, or '' to detect it
-    once from ``/rest/api/2/serverInfo`` (``deploymentType``). Not thread-safe."""
+    once from ``/rest/api/2/serverInfo`` (``deploymentType``). ``throttle``: the node's
+    :class:`trackers.throttle.Throttle` (None: no limits). Not thread-safe."""
 
     def __init__(
         self,
@@ -85,6 +94,7 @@ class JiraClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
+        throttle: Throttle | None = None,
     ):
         self.base = base.rstrip("/")
         self.credentials = credentials
@@ -94,6 +104,7 @@ class JiraClient:
         self.session = session or requests.Session()
         self.session.trust_env = False
         self.calls = 0
+        self.throttle = throttle
 
     def __repr__(self) -> str:
         return f"JiraClient({self.base!r}, {self.credentials!r}, flavour={self._flavour!r})"
@@ -162,6 +173,7 @@ class JiraClient:
                 data, extra = body()
                 sent.update(extra)
             not_processed = False
+            lease = self._lease(what, policy, started, attempt)
             try:
                 self.calls += 1
                 response = self.session.request(
@@ -175,11 +187,20 @@ class JiraClient:
                 )
             else:
                 try:
-                    return response, self._check(response, what, stream=stream)
+                    payload = self._check(response, what, stream=stream)
+                    if stream and lease is not None:
+                        lease.hold(response)  # the slot is held until the stream is closed
+                        lease = None
+                    return response, payload
                 except TrackerError as exc:
                     response.close()
                     error = exc
                     not_processed = response.status_code == 429
+                    if response.status_code == 429 and self.throttle is not None:
+                        self.throttle.too_fast(self.base, getattr(exc, "retry_after", None))
+            finally:
+                if lease is not None:
+                    lease.release()
             if not isinstance(error, TransientTrackerError):
                 raise error
             if not (idempotent or not_processed) or attempt >= policy.max_attempts:
@@ -189,6 +210,18 @@ class JiraClient:
                 raise error
             log.info("Jira %s: %s; retry %d in %.2fs", what, error.message, attempt, wait)
             time.sleep(wait)
+
+    def _lease(self, what: str, policy: RetryPolicy, started: float, attempt: int) -> Lease | None:
+        """A slot and a token for one try (None without a throttle), waiting at most what is
+        left of the retry budget (a Retry-After only when another try is allowed). Raises
+        ``InstanceBusy``."""
+        if self.throttle is None:
+            return None
+        left = max(0.0, policy.max_total_seconds - (time.monotonic() - started))
+        return self.throttle.acquire(
+            self.base, budget=left, busy_budget=left if attempt < policy.max_attempts else 0.0,
+            ttl=self.timeout + 5, label="Jira", what=what,
+        )  # fmt: skip
 
     def _check(self, response: requests.Response, what: str, *, stream: bool):
         status = response.status_code
@@ -331,6 +364,10 @@ class JiraClient:
             location = response.headers.get("Location", "")
             response.close()
             same_host = urlsplit(location).netloc in ("", urlsplit(self.base).netloc)
+            # Back to this site: one more request on its limits (another host is not Jira's).
+            lease = (
+                self._lease(f"GET {path}", self.retry, time.monotonic(), 1) if same_host else None
+            )
             try:
                 response = self.session.get(
                     location if urlsplit(location).netloc else f"{self.base}{location}",
@@ -338,9 +375,13 @@ class JiraClient:
                     stream=True, timeout=self.timeout,
                 )  # fmt: skip
             except requests.RequestException as exc:
+                if lease is not None:
+                    lease.release()
                 raise TrackerUnreachable(
                     f"Download of attachment {attachment_id} failed: {errors.failure_reason(exc)}"
                 ) from None
+            if lease is not None:
+                lease.hold(response)
             if response.status_code != 200:
                 response.close()
                 raise TransientTrackerError(

@@ -14,9 +14,12 @@ read_replica           incident GET with ``sysparm_display_value=all`` (the ``co
                        readable) + journal list + attachment list (+ one sys_user lookup for
                        authors not seen in the last hour by this process)
 stream_attachment      attachment ``/file`` GET, streamed
-create_entity          incident POST with ``correlation_id`` / ``correlation_display``
+create_entity          incident POST with ``correlation_id`` / ``correlation_display`` (and the
+                       first comment, when given: the insert writes its journal entry)
 update_entity          incident PATCH of the given fields only (none: no request)
-add_comment            incident PATCH ``comments`` + journal list to find the new entry's sys_id
+add_comments           incident PATCH ``comments`` per comment + ONE journal list for all of
+                       them (:mod:`servicenow_adapter.journal`); ``add_comment``: 2 calls
+write_receipt          no request: ``sys_mod_count`` / ``sys_updated_on`` from the write answers
 add_attachment         attachment ``/file`` POST, streamed
 find_entity_by_correlation  incident list ``correlation_id=<id>``
 list_changed           incident pages + attachment pages (key-set paging) (+ one incident list for
@@ -35,7 +38,6 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
 
 from django.conf import settings
 
@@ -68,6 +70,7 @@ from .client import (
     RetryPolicy,
     ServiceNowClient,
 )
+from .journal import WRITE_FIELDS, CommentWrites
 from .triggers import TriggerQueries  # issue 13: trigger queries
 
 INCIDENT_FIELDS = (
@@ -77,8 +80,6 @@ INCIDENT_FIELDS = (
 AUTHOR_TTL = 3600.0
 _AUTHORS: dict[tuple[str, str], tuple[str, float]] = {}
 _AUTHORS_LOCK = threading.Lock()
-_RETURNED_COMMENTS: dict[str, None] = {}
-_RETURNED_LOCK = threading.Lock()
 _SYS_ID_IN_TEXT = re.compile(r"sys_id(?:=|%3D)([0-9a-f]{32})")
 #: What an incident number, sys_id or key may look like when typed (before any lookup).
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -86,7 +87,7 @@ _NUMBER_TYPED = re.compile(r"[A-Za-z]{2,8}\d{3,}")
 
 
 class ServiceNowAdapter(
-    ConnectionCheck, ChangeListing, AccessErrors, TriggerQueries, TrackerAdapter
+    ConnectionCheck, ChangeListing, AccessErrors, TriggerQueries, CommentWrites, TrackerAdapter
 ):
     """Reads and writes incidents of one ServiceNow instance through :class:`ServiceNowClient`.
 
@@ -303,6 +304,7 @@ class ServiceNowAdapter(
                 connection_level=True,
             )
         attachments = self.client.attachment_list("incident", entity_id)
+        self._log_read(entity_id, attachments)
         names = self._author_names({mapping.value_of(r.get("sys_created_by")) for r in journal})
         return mapping.incident_to_replica(
             incident,
@@ -350,9 +352,15 @@ class ServiceNowAdapter(
         correlation_id: str,
         correlation_display: str,
         project: str = "",
+        first_comment: tuple[str, str] | None = None,
     ) -> EntityRef:
         """Create an incident (``POST /api/now/table/incident``, one request) whatever
         ``entity_type`` is: Basic mode for ServiceNow syncs incidents only.
+
+        ``first_comment`` (body, author) goes in the same POST as ``comments`` (the insert
+        writes the journal entry, ``[<author> wrote]`` first); an empty one is refused
+        (TrackerBadRequest) before anything is written. Its sys_id is learned by
+        ``add_comments(..., written=1)``.
 
         It carries ``correlation_id`` and ``correlation_display``, ServiceNow's fields for an
         integration's own key (100 characters each), so :meth:`find_entity_by_correlation`
@@ -366,8 +374,17 @@ class ServiceNowAdapter(
         fields.update(
             correlation_id=correlation_id[:100], correlation_display=correlation_display[:100]
         )
-        row = self.client.table_create("incident", fields, fields=("sys_id", "number"))
-        return self._ref(row)
+        if first_comment is not None:
+            text = mapping.comment_body_with_author(first_comment[0] or "", first_comment[1])
+            if not text.strip():
+                raise TrackerBadRequest(
+                    "An empty comment cannot be added: ServiceNow ignores empty journal entries."
+                )
+            fields["comments"] = text
+        row = self.client.table_create("incident", fields, fields=WRITE_FIELDS)
+        ref = self._ref(row)
+        self._log_write(ref.id, row, created=True)
+        return ref
 
     def find_entity_by_correlation(
         self, correlation_id: str, *, project: str = ""
@@ -404,66 +421,10 @@ class ServiceNowAdapter(
         if not fields:
             return
         try:
-            self.client.table_update("incident", entity_id, fields, fields=("sys_id",))
+            row = self.client.table_update("incident", entity_id, fields, fields=WRITE_FIELDS)
         except TrackerNotFound:
             raise self._missing(entity_id) from None
-
-    def add_comment(self, entity_id: str, *, body: str, author: str) -> CreatedItem:
-        """Add a public comment, its first line ``[<author> wrote]``; returns the journal entry's sys_id.
-
-        ``PATCH`` with ``comments`` (ServiceNow appends a ``sys_journal_field`` row), then
-        one journal read of this incident's newest ``comments`` rows since the write to
-        find the entry whose text is ours. Raises TrackerBadRequest for an empty comment;
-        TrackerPermissionError when the entry cannot be read back (no journal read access).
-        """
-        text = mapping.comment_body_with_author(body or "", author)
-        if not text.strip():
-            raise TrackerBadRequest(
-                "An empty comment cannot be added: ServiceNow ignores empty journal entries."
-            )
-        try:
-            row = self.client.table_update(
-                "incident",
-                entity_id,
-                {"comments": text},
-                fields=("sys_id", "sys_updated_on", "number"),
-            )
-        except TrackerNotFound:
-            raise self._missing(entity_id) from None
-        written = (
-            mapping.parse_datetime(row.get("sys_updated_on", "")) or datetime.now().astimezone()
-        )
-        lower = q.sn_datetime(written - timedelta(seconds=120))
-        page = self.client.table_page(
-            "sys_journal_field",
-            query=q.join(
-                q.term("element_id", "=", entity_id),
-                q.term("element", "=", "comments"),
-                q.term("sys_created_on", ">=", lower),
-                "ORDERBYDESCsys_created_on^ORDERBYDESCsys_id",
-            ),
-            fields=("sys_id", "value", "sys_created_on"),
-            limit=50,
-        )
-        wanted = _normalise(text)
-        matches = [
-            mapping.value_of(e["sys_id"])
-            for e in page.rows
-            if _normalise(mapping.value_of(e.get("value"))) == wanted
-        ]
-        with _RETURNED_LOCK:
-            # The same text twice within one second: skip entries this process already returned.
-            fresh = [m for m in matches if m not in _RETURNED_COMMENTS] or matches
-            if fresh:
-                _RETURNED_COMMENTS[fresh[0]] = None
-                while len(_RETURNED_COMMENTS) > 10_000:
-                    _RETURNED_COMMENTS.pop(next(iter(_RETURNED_COMMENTS)))
-                return CreatedItem(id=fresh[0])
-        raise TrackerPermissionError(
-            f"The comment was added to {mapping.value_of(row.get('number')) or entity_id}, but its journal entry "
-            f"could not be read back: give {self.username!r} read access to sys_journal_field.",
-            connection_level=True,
-        )
+        self._log_write(entity_id, row)
 
     def add_attachment(
         self, entity_id: str, *, file_name: str, content_type: str, chunks: Iterable[bytes]
@@ -492,8 +453,5 @@ class ServiceNowAdapter(
             raise
         except TrackerBadRequest as exc:
             raise errors.attachment_refused(exc, file_name, self.instance_url) from None
+        self._log_upload(entity_id, result)
         return CreatedItem(id=mapping.value_of(result.get("sys_id")))
-
-
-def _normalise(text: str) -> str:
-    return text.replace("\r\n", "\n").strip()

@@ -1,4 +1,4 @@
-"""Test connection for a ServiceNow instance: URL, credentials and the tables Basic mode reads.
+"""Test connection for a ServiceNow instance: URL, credentials and the rights Basic mode needs.
 
 A mixin of :class:`servicenow_adapter.adapter.ServiceNowAdapter` (it uses ``self.client``,
 ``self.instance_url`` and ``self.username``).
@@ -14,9 +14,9 @@ from trackers.errors import (
     TrackerUnreachable,
     TransientTrackerError,
 )
-from trackers.interface import SettingsFields
+from trackers.interface import ConnectionReport, RightCheck, SettingsFields
 
-from . import errors
+from . import errors, rights
 from . import query as q
 from .client import NO_RETRY, OAuthCredentials
 from .mapping import display_of, journal_display_entries, value_of
@@ -34,53 +34,34 @@ class ConnectionCheck:
         """General settings for a ServiceNow instance: Basic (user, password) or OAuth 2."""
         return SettingsFields(
             instance_url_example="https://yourcompany.service-now.com",
-            username_help="The integration user: it needs read and write on incident, "
-            "sys_journal_field and sys_attachment.",
+            username_help="The integration user: it needs to read incident, sys_journal_field "
+            "and sys_attachment, and to create and update incidents and attach files (the "
+            "role itil gives all of these). Test connection checks each right without writing.",
             webhook_help="A ServiceNow business rule can announce a changed incident at once by "
             "calling POST {url} with the header Authorization: Bearer <webhook token> and the "
             'body {"sys_id": "…"} (the README shows the business rule).',
         )
 
-    def test_connection(self) -> str:
-        """Check URL, credentials and read access to incident, sys_journal_field and sys_attachment.
+    def test_connection(self) -> ConnectionReport:
+        """Check URL, credentials and every right Basic mode needs, one line each, writing nothing.
 
-        One try each, no retries (an admin is waiting). Returns a success message. Raises
-        TrackerUnreachable (no answer, or a hibernating instance), NotATrackerInstance
-        (an answer that is not ServiceNow's REST API), TrackerAuthenticationError (401),
-        TrackerPermissionError naming the table that cannot be read (403, or an ACL that
-        hides every row), TransientTrackerError (429/5xx: try again later).
+        Reads (incidents, public comments in sys_journal_field, attachments) are verified by
+        reading; create/update incidents and write attachments are inferred from the user's
+        roles (:mod:`.rights`). One try each, no retries (an admin is waiting). Returns a
+        :class:`ConnectionReport` (the message, and ``rights``: six :class:`RightCheck`
+        lines in :data:`.rights.RIGHTS` order). Raises TrackerUnreachable (no answer, or a
+        hibernating instance), NotATrackerInstance (an answer that is not ServiceNow's
+        REST API), TrackerAuthenticationError (401), TransientTrackerError (429/5xx: try
+        again later), TrackerPermissionError naming the first table that cannot be read
+        (403, or an ACL that hides rows), carrying the six lines as ``rights``. A write
+        right that is missing or unverified is a line, never an error: a custom ACL may
+        allow what the roles do not.
         """
         where, who = self.instance_url, self.username
         saved_retry, self.client.retry = self.client.retry, NO_RETRY
         try:
-            try:
-                incidents = self.client.table_page(
-                    "incident", query="ORDERBYsys_id", fields=("sys_id",), limit=SAMPLE
-                )
-            except TrackerNotFound as exc:
-                incidents = None
-                # ServiceNow's own 404 ("No Record found", with a detail) is an empty table the v1 way.
-                if not exc.detail:
-                    raise NotATrackerInstance(
-                        f"{where} answered 404 for the incident table: is this the address of a ServiceNow instance?"
-                    ) from None
-            except TrackerPermissionError as exc:
-                raise TrackerPermissionError(
-                    f"The user {who!r} cannot read the incident table on {where} (403 {exc.detail or exc.message}). "
-                    "Give it read access to incident, for example the itil role.",
-                    status=403,
-                    detail=exc.detail,
-                    connection_level=True,
-                ) from None
-            if incidents is not None:
-                self._check_incidents_visible(incidents)
-            self._check_readable(
-                "sys_journal_field", "comments and work notes (sys_journal_field)", None
-            )
-            self._check_journal_really_readable()
-            self._check_readable(
-                "sys_attachment", "attachments (sys_attachment)", "/api/now/attachment"
-            )
+            lines, problem = self._read_rights()
+            lines += rights.write_lines(*rights.user_roles(self.client, who), who)
         except TrackerAuthenticationError as exc:
             how = (
                 "OAuth client or the user's credentials"
@@ -121,9 +102,94 @@ class ConnectionCheck:
             ) from None
         finally:
             self.client.retry = saved_retry
-        return (
-            f"Connected to {where} as {who}: incidents, comments (sys_journal_field) and "
-            "attachments (sys_attachment) can be read."
+        if problem is not None:
+            problem.rights = tuple(lines)  # the lines travel with the error (ConnectionReport)
+            raise problem
+        read = {r.right: r.state for r in lines}
+        if read[rights.READ_COMMENTS] == rights.GRANTED:
+            message = (
+                f"Connected to {where} as {who}: incidents, comments (sys_journal_field) and "
+                "attachments (sys_attachment) can be read."
+            )
+        else:
+            message = (
+                f"Connected to {where} as {who}: incidents and attachments (sys_attachment) can be "
+                "read; reading comments (sys_journal_field) could not be verified."
+            )
+        return ConnectionReport(f"{message} {rights.summary(lines)}", lines)
+
+    def _read_rights(self) -> tuple[list[RightCheck], TrackerPermissionError | None]:
+        """The three read lines, each verified by reading, and the first read that failed.
+
+        A TrackerPermissionError becomes a ``missing`` line (and the returned problem);
+        every other TrackerError propagates (the instance as a whole did not answer).
+        """
+        lines: list[RightCheck] = []
+        problems: list[TrackerPermissionError] = []
+
+        def run(right: str, check) -> bool:
+            try:
+                state, how = check()
+            except TrackerPermissionError as exc:
+                lines.append(RightCheck(right, rights.MISSING, f"missing: {exc.message}"))
+                problems.append(exc)
+                return False
+            lines.append(RightCheck(right, state, how))
+            return True
+
+        incidents_ok = run(rights.READ_INCIDENTS, self._check_incidents)
+        run(rights.READ_COMMENTS, lambda: self._check_comments(compare=incidents_ok))
+        run(
+            rights.READ_ATTACHMENTS,
+            lambda: self._check_readable(
+                "sys_attachment", "attachments (sys_attachment)", "/api/now/attachment"
+            ),
+        )
+        return lines, (problems[0] if problems else None)
+
+    def _check_incidents(self) -> tuple[str, str]:
+        """Read the first incidents (one request): ``(state, how)``; raises when some are hidden."""
+        where, who = self.instance_url, self.username
+        try:
+            incidents = self.client.table_page(
+                "incident", query="ORDERBYsys_id", fields=("sys_id",), limit=SAMPLE
+            )
+        except TrackerNotFound as exc:
+            # ServiceNow's own 404 ("No Record found", with a detail) is an empty table the v1 way.
+            if not exc.detail:
+                raise NotATrackerInstance(
+                    f"{where} answered 404 for the incident table: is this the address of a ServiceNow instance?"
+                ) from None
+            return rights.GRANTED, "granted (the incident table answered; it has no incidents yet)."
+        except TrackerPermissionError as exc:
+            raise TrackerPermissionError(
+                f"The user {who!r} cannot read the incident table on {where} (403 {exc.detail or exc.message}). "
+                "Give it read access to incident, for example the itil role.",
+                status=403,
+                detail=exc.detail,
+                connection_level=True,
+            ) from None
+        self._check_incidents_visible(incidents)
+        if not incidents.rows:
+            return rights.GRANTED, "granted (the incident table answered; it has no incidents yet)."
+        return rights.GRANTED, f"granted (verified by reading {len(incidents.rows)} incident(s))."
+
+    def _check_comments(self, *, compare: bool) -> tuple[str, str]:
+        """Read sys_journal_field, then (``compare``) match an incident's shown comments."""
+        found = self._rows_readable(
+            "sys_journal_field", "comments and work notes (sys_journal_field)", None
+        )
+        number = self._check_journal_really_readable() if compare else None
+        if number:
+            return rights.GRANTED, (
+                f"granted (verified by reading sys_journal_field: it returns the comments {number} shows)."
+            )
+        if found:
+            return rights.GRANTED, "granted (verified by reading sys_journal_field)."
+        return rights.UNVERIFIED, (
+            "could not be verified: sys_journal_field returned no entries and no incident shows "
+            "a comment to compare with, so a read ACL that hides them cannot be told apart from "
+            "an instance without comments. Test again once an incident has a comment."
         )
 
     def _check_incidents_visible(self, page) -> None:
@@ -145,8 +211,10 @@ class ConnectionCheck:
                 "should sync (the incident table's read ACL, for example through the itil role)."
             )
 
-    def _check_journal_really_readable(self) -> None:
+    def _check_journal_really_readable(self) -> str | None:
         """Raise when incidents show comments but ``sys_journal_field`` returns none of them.
+
+        Returns the number of the incident compared, or None when none shows comments.
 
         Without its read ACL the journal table answers 200, no rows and ``X-Total-Count:
         0`` (not 403), exactly like an instance without comments; the incident's own
@@ -184,9 +252,18 @@ class ConnectionCheck:
                     "access to the sys_journal_field table.",
                     connection_level=True,
                 )
-            return
+            return number or sys_id
+        return None
 
-    def _check_readable(self, table: str, label: str, path: str | None) -> None:
+    def _check_readable(self, table: str, label: str, path: str | None) -> tuple[str, str]:
+        """Read one row of ``table`` (via ``path``): ``(state, how)``; raises on 403 or hidden rows."""
+        if self._rows_readable(table, label, path):
+            return rights.GRANTED, f"granted (verified by reading {table})."
+        return rights.GRANTED, f"granted ({table} answered; it has no rows yet)."
+
+    def _rows_readable(self, table: str, label: str, path: str | None) -> int:
+        """How many rows (0 or 1) one read of ``table`` returned; raises TrackerPermissionError
+        on a 403 or when the instance counts rows it does not return (an ACL hides them)."""
         query = (
             q.join(q.term("name", "=", "incident"), "ORDERBYsys_id")
             if table == "sys_journal_field"
@@ -205,10 +282,11 @@ class ConnectionCheck:
                 connection_level=True,
             ) from None
         except TrackerNotFound:
-            return  # an empty table answered the v1 way
+            return 0  # an empty table answered the v1 way
         if not page.rows and page.total:
             raise TrackerPermissionError(
                 f"The user {self.username!r} cannot read {label} on {self.instance_url}: the instance counts "
                 f"{page.total} rows but returns none, so an ACL hides them. Grant it read access to {table}.",
                 connection_level=True,
             )
+        return len(page.rows)

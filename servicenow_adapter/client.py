@@ -13,6 +13,13 @@ refused, 429, the hibernation page), so a retry never adds a second comment or
 incident; an upload from a stream is never replayed. After the budget the last
 ``TransientTrackerError`` is raised with its ``retry_after`` for the caller's queue.
 
+Throttle: with the node's :class:`trackers.throttle.Throttle` (the adapter passes it),
+each request (each try) first takes a slot and a token for the instance, shared by every
+process of the node, and gives them back when its answer is read (a streamed download
+holds its slot until the stream is closed). A 429 slows the node down for everyone and
+its ``Retry-After`` holds every request; a wait beyond the retry budget raises
+``InstanceBusy`` at once (transient, with ``retry_after``).
+
 Authentication: Basic (user name and password, UTF-8), or OAuth 2 through
 ``POST /oauth_token.do`` (password grant, then refresh_token grant; ServiceNow docs
 "OAuth API request parameters"). Tokens are shared by all clients of one process for
@@ -38,12 +45,12 @@ from trackers.errors import (
     TransientTrackerError,
 )
 from trackers.http import NO_RETRY, RetryPolicy
+from trackers.throttle import Lease, Throttle
 
 from . import errors
 from . import query as q
 from .attachment_calls import AttachmentCalls
 from .auth import Authentication, BasicCredentials, OAuthCredentials
-from .busy import BusyGate
 
 __all__ = ["NO_RETRY", "BasicCredentials", "OAuthCredentials", "RetryPolicy", "ServiceNowClient"]
 
@@ -75,8 +82,10 @@ class ServiceNowClient(AttachmentCalls, Authentication):
     ``credentials``: :class:`BasicCredentials` or :class:`OAuthCredentials`.
     ``timeout``: seconds for connecting and for each read. ``page_size``: rows per list
     request. ``calls`` counts the HTTP requests sent (retries and token requests included).
-    ``busy``: a :class:`~servicenow_adapter.busy.BusyGate`; after a 429 with ``Retry-After``
-    no request goes out until that time, from any client sharing the gate (None: no gate).
+    ``throttle``: a :class:`trackers.throttle.Throttle` (``busy`` is its older name); each
+    request then holds one of the instance's slots and tokens, shared by every client and
+    process of the node, and after a 429 with ``Retry-After`` no request goes out until
+    then (None: no limits, for tests of one client).
     Not thread-safe: use one client per thread (tokens are still shared).
     """
 
@@ -89,7 +98,8 @@ class ServiceNowClient(AttachmentCalls, Authentication):
         retry: RetryPolicy | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         session: requests.Session | None = None,
-        busy: BusyGate | None = None,
+        throttle: Throttle | None = None,
+        busy: Throttle | None = None,
     ):
         self.base = instance_url.rstrip("/")
         self.credentials = credentials
@@ -100,7 +110,7 @@ class ServiceNowClient(AttachmentCalls, Authentication):
         self.session.cookies.set_policy(_NoCookies())
         self.session.trust_env = False
         self.calls = 0
-        self.busy = busy
+        self.throttle = throttle if throttle is not None else busy
 
     def __repr__(self) -> str:
         return f"ServiceNowClient({self.base!r}, {self.credentials!r})"
@@ -137,67 +147,57 @@ class ServiceNowClient(AttachmentCalls, Authentication):
             attempt += 1
             sent_headers = {"Accept": "application/json", **(headers or {})}
             not_processed = False
-            waiting = self.busy.remaining(self.base) if self.busy is not None else 0.0
-            if waiting > 0:
-                # The instance asked every caller to wait (429 Retry-After): do not call it.
-                error: TrackerError = TransientTrackerError(
-                    f"ServiceNow at {self.base} asked to wait {waiting:.0f} s more (429 Retry-After) before {what}",
-                    status=429,
-                    retry_after=waiting,
-                )
-                if not replayable or attempt >= policy.max_attempts:
-                    raise error
-                if time.monotonic() - started + waiting > policy.max_total_seconds:
-                    raise error
-                time.sleep(waiting)
-                continue
-            sent_headers["Authorization"] = self._authorization()
+            lease = self._lease(what, policy, started, attempt)
             try:
-                self.calls += 1
-                response = self.session.request(
-                    method,
-                    f"{self.base}{path}",
-                    params=params,
-                    json=json_body,
-                    data=data,
-                    headers=sent_headers,
-                    timeout=self.timeout,
-                    stream=stream,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                not_processed = errors.not_sent(exc)
-                error = TrackerUnreachable(
-                    f"Could not reach the ServiceNow instance {self.base} ({what}): {errors.failure_reason(exc)}"
-                )
-            else:
-                if (
-                    response.status_code == 401
-                    and isinstance(self.credentials, OAuthCredentials)
-                    and not refreshed
-                    and replayable
-                ):
-                    refreshed = True
-                    response.close()
-                    self._oauth_refresh(sent_headers["Authorization"])
-                    attempt -= 1
-                    continue
+                sent_headers["Authorization"] = self._authorization()
                 try:
-                    payload = self._check(response, what, method=method, stream=stream)
-                    return response, payload
-                except TrackerError as exc:
-                    response.close()
-                    error = exc
-                    not_processed = response.status_code == 429 or (
-                        isinstance(exc, errors.NonJSONAnswer) and exc.hibernating
+                    self.calls += 1
+                    response = self.session.request(
+                        method,
+                        f"{self.base}{path}",
+                        params=params,
+                        json=json_body,
+                        data=data,
+                        headers=sent_headers,
+                        timeout=self.timeout,
+                        stream=stream,
+                        allow_redirects=False,
                     )
+                except requests.RequestException as exc:
+                    not_processed = errors.not_sent(exc)
+                    error: TrackerError = TrackerUnreachable(
+                        f"Could not reach the ServiceNow instance {self.base} ({what}): {errors.failure_reason(exc)}"
+                    )
+                else:
                     if (
-                        response.status_code == 429
-                        and self.busy is not None
-                        and isinstance(exc, TransientTrackerError)
-                        and exc.retry_after
+                        response.status_code == 401
+                        and isinstance(self.credentials, OAuthCredentials)
+                        and not refreshed
+                        and replayable
                     ):
-                        self.busy.mark(self.base, exc.retry_after)
+                        refreshed = True
+                        response.close()
+                        self._oauth_refresh(sent_headers["Authorization"])
+                        attempt -= 1
+                        continue
+                    try:
+                        payload = self._check(response, what, method=method, stream=stream)
+                        if stream and lease is not None:
+                            lease.hold(response)  # the slot is held until the stream is closed
+                            lease = None
+                        return response, payload
+                    except TrackerError as exc:
+                        response.close()
+                        error = exc
+                        not_processed = response.status_code == 429 or (
+                            isinstance(exc, errors.NonJSONAnswer) and exc.hibernating
+                        )
+                        if response.status_code == 429 and self.throttle is not None:
+                            retry_after = getattr(exc, "retry_after", None)
+                            self.throttle.too_fast(self.base, retry_after)
+            finally:
+                if lease is not None:
+                    lease.release()
             if not isinstance(error, TransientTrackerError):
                 raise error
             if isinstance(error, errors.TransactionCancelled) and not retry_cancelled:
@@ -213,6 +213,24 @@ class ServiceNowClient(AttachmentCalls, Authentication):
                 raise error
             log.info("ServiceNow %s: %s; retry %d in %.2fs", what, error.message, attempt, wait)
             time.sleep(wait)
+
+    def _lease(self, what: str, policy: RetryPolicy, started: float, attempt: int) -> Lease | None:
+        """A slot and a token for one request (None without a throttle).
+
+        Waits at most what is left of the retry budget; a Retry-After is waited out only when
+        another attempt is allowed. Raises ``InstanceBusy`` (transient, with ``retry_after``).
+        """
+        if self.throttle is None:
+            return None
+        left = max(0.0, policy.max_total_seconds - (time.monotonic() - started))
+        return self.throttle.acquire(
+            self.base,
+            budget=left,
+            busy_budget=left if attempt < policy.max_attempts else 0.0,
+            ttl=self.timeout + 5,
+            label="ServiceNow",
+            what=what,
+        )
 
     def _check(self, response: requests.Response, what: str, *, method: str, stream: bool):
         status = response.status_code

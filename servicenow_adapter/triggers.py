@@ -247,4 +247,5 @@ class TriggerQueries:
                     )
                 except (TrackerPermissionError, ValueError):
                     continue
+                self._log_read(sys_id, by_attachment.get(sys_id, []))  # issue 14: the marker
         return out

@@ -14,6 +14,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Reverse
 
 from connections.models import Connection
 
@@ -96,6 +97,10 @@ class Twin(models.Model):
             models.Index(fields=["scan_requested", "scan_done"], name="sync_twin_scan_idx"),
             # Issue 12: Entity sync status looks twins up by the remote sys_id too.
             models.Index(fields=["remote_entity_id"], name="sync_twin_remote_id_idx"),
+            # Issue 12: a search by the end of a number (10005 finds INC0010005) is a
+            # prefix range on the reversed number (sync.selectors), on both back ends.
+            models.Index(Reverse("local_key"), name="sync_twin_local_key_rev_idx"),
+            models.Index(Reverse("remote_key"), name="sync_twin_remote_key_rev_idx"),
         ]
 
     def __str__(self) -> str:
@@ -211,6 +216,14 @@ class SyncEvent(models.Model):
             models.Index(fields=["twin", "direction", "status"], name="sync_event_twin_idx"),
             # Issue 12: the Sync queue pages newest first per direction and status (keyset).
             models.Index(fields=["direction", "status", "id"], name="sync_event_queue_idx"),
+            # Issue 12: the Dashboard counts finished changes per day, week or month.
+            models.Index(
+                fields=["direction", "status", "kind", "done_at"], name="sync_event_done_idx"
+            ),
+            # Issue 12: the Errors page's warnings (open events retried many times).
+            models.Index(
+                fields=["direction", "status", "attempts"], name="sync_event_attempts_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -316,12 +329,24 @@ class SyncError(models.Model):
 
     class Meta:
         ordering = ["-last_seen_at", "-id"]
+        # Issue 12: the Errors page and the Dashboard read the open errors of one level.
+        indexes = [
+            models.Index(
+                fields=["level", "resolved_at", "last_seen_at"], name="sync_error_open_idx"
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["connection"],
                 condition=Q(level="connection", resolved_at__isnull=True),
                 name="sync_error_one_open_per_connection",
-            )
+            ),
+            # Issue 12: one open node-level error per cause (its code).
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=Q(level="node", resolved_at__isnull=True),
+                name="sync_error_one_open_per_node_cause",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Reverse
 from django.shortcuts import get_object_or_404
 
 from connections.models import Connection
@@ -29,9 +30,24 @@ def exalate_request_get(request_id) -> ExalateRequest:
     )
 
 
-def _twin_query(query: str) -> Q:
-    """Twins matching ``query``: an exact number or sys_id on either side (indexed), or
-    part of a number (``10005`` finds INC0010005)."""
+def _starts_with(name: str, value: str) -> Q:
+    """``name`` starts with ``value`` (case as given), read from ``name``'s index on both
+    back ends: a range ``value <= name < value'`` (the last character bumped) narrows the
+    index, ``startswith`` keeps it exact. A value ending in punctuation gets no range
+    (PostgreSQL's collations ignore punctuation when they order: the range could miss)."""
+    q = Q(**{f"{name}__startswith": value})
+    if value[-1:].isalnum():
+        upper = value[:-1] + chr(ord(value[-1]) + 1)
+        q &= Q(**{f"{name}__gte": value, f"{name}__lt": upper})
+    return q
+
+
+def _twin_query(query: str) -> tuple[Q, dict]:
+    """Twins matching ``query`` and the aliases the filter needs: an exact number or sys_id
+    on either side, else the start or the end of a number on either side (``INC00100``
+    and ``10005`` both find INC0010005; numbers are compared upper-case). Every branch
+    reads an index: the numbers, the sys_ids, and the reversed numbers (an end is a start
+    of the reversed number: ``sync_twin_local_key_rev_idx``), so no search scans the twins."""
     upper = query.upper()
     exact = (
         Q(local_key=upper)
@@ -42,8 +58,24 @@ def _twin_query(query: str) -> Q:
         | Q(remote_entity_id=query)
     )
     if Twin.objects.filter(exact).exists():
-        return exact
-    return Q(local_key__icontains=query) | Q(remote_key__icontains=query)
+        return exact, {}
+    backwards = upper[::-1]
+    partial = (
+        _starts_with("local_key", upper)
+        | _starts_with("remote_key", upper)
+        | _starts_with("local_key_reversed", backwards)
+        | _starts_with("remote_key_reversed", backwards)
+    )
+    return partial, {
+        "local_key_reversed": Reverse("local_key"),
+        "remote_key_reversed": Reverse("remote_key"),
+    }
+
+
+def _twins_matching(qs: QuerySet[Twin], query: str) -> QuerySet[Twin]:
+    """``qs`` narrowed to the twins :func:`_twin_query` finds for ``query``."""
+    condition, aliases = _twin_query(query)
+    return qs.alias(**aliases).filter(condition)
 
 
 def twin_search(*, query: str = "", connection_id=None, limit: int = 50) -> QuerySet[Twin]:
@@ -51,7 +83,7 @@ def twin_search(*, query: str = "", connection_id=None, limit: int = 50) -> Quer
     qs = _twins_with_connection().filter(live_twins())
     query = (query or "").strip()
     if query:
-        qs = qs.filter(_twin_query(query))
+        qs = _twins_matching(qs, query)
     if connection_id:
         qs = qs.filter(connection_id=connection_id)
     return qs.order_by("-id")[:limit]
@@ -74,7 +106,7 @@ def twin_page(*, query: str = "", connection_id=None, before: int | None = None,
     qs = _twins_with_connection().filter(live_twins())
     query = (query or "").strip()
     if query:
-        qs = qs.filter(_twin_query(query))
+        qs = _twins_matching(qs, query)
     if connection_id:
         qs = qs.filter(connection_id=connection_id)
     if before:
@@ -139,9 +171,18 @@ def exalatable_connections() -> QuerySet[Connection]:
 
 
 def errors_open(*, level: str | None = None) -> QuerySet[SyncError]:
-    """Open (unresolved) errors, newest first, with their connection and twin."""
-    qs = SyncError.objects.filter(resolved_at__isnull=True).select_related(
-        "connection", "twin", "event"
+    """Open (unresolved) errors, newest first, with their connection, twin and event (their
+    secret, replicas and payload are not read: decoding them for every row would cost more
+    than the page)."""
+    qs = (
+        SyncError.objects.filter(resolved_at__isnull=True)
+        .select_related("connection", "twin", "event")
+        .defer(
+            "connection__secret",
+            "twin__last_sent_replica",
+            "twin__last_received_replica",
+            "event__payload",
+        )
     )
     if level:
         qs = qs.filter(level=level)
@@ -152,6 +193,8 @@ def retrying_events(*, limit: int = 50) -> QuerySet[SyncEvent]:
     """Events still retrying after many transient failures: warnings, not errors yet."""
     return (
         SyncEvent.objects.filter(
+            # Both directions named: the (direction, status, next_attempt_at) index is read.
+            direction__in=[SyncEvent.Direction.OUT, SyncEvent.Direction.IN],
             status__in=[SyncEvent.Status.QUEUED, SyncEvent.Status.IN_PROGRESS],
             attempts__gte=RETRY_WARNING_ATTEMPTS,
         )

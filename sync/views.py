@@ -8,6 +8,7 @@ single-page app. Errors, Sync queue, Clean-up tools, Dashboard: ``sync.views_ops
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -150,7 +151,15 @@ def _entity_status_context(request, *, exalate_form=None, connect_form=None) -> 
         "paged": before_id is not None,
         "bad_page": bool(before) and before_id is None,
         "webhook": selectors.webhook_info(request, tracker=tracker),
+        "search_example": _search_example(tracker.key_example or "INC0010005"),
     }
+
+
+def _search_example(key: str) -> dict:
+    """What the search help shows for ``key`` (INC0010005): the whole key, a start of it
+    (INC001) and an end (10005: the number without its prefix and leading zeros)."""
+    end = re.sub(r"^\D*0*", "", key) or key[-3:]
+    return {"key": key, "start": key[: max(1, len(key) - len(end) + 1)], "end": end}
 
 
 @login_required

@@ -17,6 +17,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from connections.models import Connection
@@ -267,6 +268,25 @@ def cleanup_unexalate_one(request):
 
 
 # --- Dashboard -------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def landing(request):
+    """``/`` and where a login lands: the Dashboard once a connection exists (one that is not
+    pending: an invitation not yet accepted syncs nothing), else Getting started.
+
+    A ``?next=`` that stays on this site (a path, checked with Django's
+    ``url_has_allowed_host_and_scheme``) wins, as on the login page; anything else is ignored.
+    """
+    nxt = request.GET.get("next", "")
+    if nxt and url_has_allowed_host_and_scheme(
+        nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(nxt)
+    if Connection.objects.exclude(status=Connection.Status.PENDING).exists():
+        return redirect("sync:dashboard")
+    return redirect("getting-started")
 
 
 @login_required

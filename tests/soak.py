@@ -521,7 +521,10 @@ class Soak:
             )
             rows += page
             if len(page) < 500:
-                return rows
+                # Keyed by sys_id: when the queues did not drain, the nodes still upload
+                # while this pages, and a new row (random sys_id) shifts the offsets, so
+                # one row can come back on two pages. Counted once, as it is stored.
+                return list({r["sys_id"]: r for r in rows}.values())
             offset += 500
 
     def refresh_mirrors(self) -> None:

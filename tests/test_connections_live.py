@@ -184,7 +184,7 @@ def login(page, node: LiveNode) -> None:
     page.fill("#id_username", ADMIN_USER)
     page.fill("#id_password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/getting-started/$"))
+    page.wait_for_url(re.compile(r".*/(getting-started|dashboard)/$"))  # the landing page
 
 
 @pytest.mark.browser

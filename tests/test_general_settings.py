@@ -112,8 +112,13 @@ def test_test_connection_button_saves_nothing(admin_client, sandbox):
     response = admin_client.post(
         "/connections/settings/", _form(sandbox.url, sandbox.password, action="test")
     )
-    assert "Test connection succeeded" in response.content.decode()
+    page = response.content.decode()
+    assert "Test connection succeeded" in page
     assert node_settings_get().instance_url == ""
+    # issue 12: one line per right, reads verified, writes from the user's role (itil)
+    assert 'id="test-rights"' in page and page.count('<li class="right-') == 6
+    assert "read public comments (sys_journal_field)" in page
+    assert "create incidents</strong>:" in page and "probably granted (role itil" in page
 
 
 def test_invalid_urls_are_refused_by_the_form(admin_client):
@@ -184,6 +189,7 @@ def test_test_connection_names_an_unreadable_journal_and_acl_hidden_incidents(
         _form(sandbox.url, "pw-12345", username="nojournal", action="test"),
     ).content.decode()
     assert "sys_journal_field" in page and "Test connection succeeded" not in page
+    assert '<li class="right-missing"><strong>read public comments (sys_journal_field)' in page
     page = admin_client.post(
         "/connections/settings/", _form(sandbox.url, "pw-12345", username="partial", action="test")
     ).content.decode()

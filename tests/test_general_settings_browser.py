@@ -36,6 +36,8 @@ def test_admin_logs_in_and_saves_settings_after_a_successful_test(
     page.get_by_label("Password", exact=True).fill("s3cret-Pa55")
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-result")).to_contain_text("Test connection succeeded")
+    expect(page.locator("#test-rights li")).to_have_count(6)
+    expect(page.locator("#test-rights")).to_contain_text("update incidents")
     page.get_by_label("Password", exact=True).fill("s3cret-Pa55")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Settings saved")

@@ -68,6 +68,26 @@ class CreatedItem:
 
 
 @dataclass(frozen=True)
+class WriteReceipt:
+    """What the adapter's own writes to one entity left it at (issue 14), so the engine can
+    record the entity's state without a confirming re-read.
+
+    ``mod_count`` is the entity's change counter after the last write that moved it
+    (ServiceNow ``sys_mod_count``; None when only attachments were written: they move no
+    counter); ``base_mod_count`` the counter just before the first of those writes (None
+    when the writes created the entity). The adapter returns a receipt only when each write
+    moved the counter by exactly one, so nobody else wrote in between. ``updated`` is the
+    newest change time written (UTC); ``attachments_marker`` what a change listing will
+    show as ``ChangedEntity.attachments_marker`` for the attachments uploaded ('' none).
+    """
+
+    mod_count: int | None
+    base_mod_count: int | None
+    updated: datetime | None = None
+    attachments_marker: str = ""
+
+
+@dataclass(frozen=True)
 class WebhookHint:
     """One change a tracker's webhook announced: the entity's id and, when sent, its mod count."""
 
@@ -146,6 +166,36 @@ class SettingsFields:
         "The tracker can announce a changed entity at once by calling POST {url} with the "
         "header Authorization: Bearer <webhook token>."
     )
+
+
+@dataclass(frozen=True)
+class RightCheck:
+    """One right the integration user needs, as Test connection found it (without writing).
+
+    ``right`` names it ("read incidents", "create incidents"...); ``state`` is one of
+    ``granted`` (verified by doing it: a read), ``probably`` (inferred from the user's
+    roles), ``missing`` (``how`` says what to grant) or ``unverified`` (``how`` says why).
+    """
+
+    right: str
+    state: str
+    how: str
+
+
+class ConnectionReport(str):
+    """What ``test_connection`` returns: the success message (a ``str``) and its ``rights``.
+
+    ``rights`` is a tuple of :class:`RightCheck`, empty by default, so a tracker that
+    returns a plain message still works. A ``TrackerPermissionError`` raised by
+    ``test_connection`` may carry the same lines as its ``rights`` attribute.
+    """
+
+    rights: tuple[RightCheck, ...] = ()
+
+    def __new__(cls, message: str, rights: Iterable[RightCheck] = ()) -> ConnectionReport:
+        report = super().__new__(cls, message)
+        report.rights = tuple(rights)
+        return report
 
 
 class TrackerAdapter(abc.ABC):
@@ -244,7 +294,8 @@ class TrackerAdapter(abc.ABC):
     def test_connection(self) -> str:
         """Check URL, credentials and read access to entities, comments and attachments.
 
-        Returns a short success message. Raises TrackerUnreachable, NotATrackerInstance,
+        Returns a short success message (a :class:`ConnectionReport` lists each right checked).
+        Raises TrackerUnreachable, NotATrackerInstance,
         TrackerAuthenticationError, TrackerPermissionError (naming the table it could not read).
         """
 
@@ -314,13 +365,19 @@ class TrackerAdapter(abc.ABC):
         correlation_id: str,
         correlation_display: str,
         project: str = "",
+        first_comment: tuple[str, str] | None = None,
     ) -> EntityRef:
         """Create an entity carrying ``correlation_id`` (ServiceNow: the integration fields
         ``correlation_id`` / ``correlation_display``; Jira: an entity property) so
         :meth:`find_entity_by_correlation` finds it again. Exactly-once depends on it: there
         is no create without one. ``project`` is the connection's target project key for a
         tracker with projects (``has_projects``), '' otherwise. ``entity_type`` is the remote
-        replica's type; the adapter picks the type it can create and returns it in the ref."""
+        replica's type; the adapter picks the type it can create and returns it in the ref.
+
+        ``first_comment`` (body, author), passed only when ``creates_with_comment`` is True:
+        the create itself writes that public comment (ServiceNow writes the journal entry in
+        the same insert); its id is learned by :meth:`add_comments` with ``written=1``.
+        None: the engine adds every comment afterwards."""
 
     @abc.abstractmethod
     def update_entity(
@@ -334,6 +391,39 @@ class TrackerAdapter(abc.ABC):
 
         Returns the new comment's id (ServiceNow: the sys_journal_field row's sys_id).
         """
+
+    #: True when :meth:`create_entity` takes ``first_comment`` (ServiceNow).
+    creates_with_comment: bool = False
+
+    def add_comments(
+        self, entity_id: str, comments: list[tuple[str, str]], *, written: int = 0
+    ) -> list[CreatedItem]:
+        """Add public comments (body, author) in order; return their ids in the same order.
+
+        The first ``written`` of them are already on the entity (``create_entity``'s
+        ``first_comment``): they are not written again, only their ids are learned. Exactly
+        once stays the engine's: it commits an intent per comment before this call and, on a
+        retry, adopts the copies an earlier attempt wrote (matched by body and author) before
+        writing the rest. Default: :meth:`add_comment` for each (``written`` must be 0).
+        Raises what :meth:`add_comment` raises; comments written before an error stay written.
+        """
+        if written:
+            raise TrackerError(
+                f"{self.display_name or self.tracker} cannot read back comments it did not write."
+            )
+        return [self.add_comment(entity_id, body=b, author=a) for b, a in comments]
+
+    def attachments_seen(self, entity_id: str) -> tuple[str, datetime | None]:
+        """What the last :meth:`read_replica` of ``entity_id`` saw of its attachments, in the
+        change listing's terms: (``ChangedEntity.attachments_marker``, newest attachment
+        time, UTC), then forgotten; ``("", None)`` when unknown. The scan records them, so the
+        next listing does not re-read the entity for attachments the scan has already seen."""
+        return "", None
+
+    def write_receipt(self, entity_id: str) -> WriteReceipt | None:
+        """What this adapter's writes to ``entity_id`` since the last call left it at, and
+        forget them; None when it cannot tell (the engine then re-reads the entity)."""
+        return None
 
     @abc.abstractmethod
     def add_attachment(

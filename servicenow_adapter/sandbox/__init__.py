@@ -6,7 +6,7 @@ and quirks (see ``servicenow_adapter/README.md`` for the sources):
 Table API ``/api/now[/v1|/v2]/table/{table}[/{sys_id}]``
     GET (list / one), POST (201 + ``Location``), PUT, PATCH, DELETE (204), HEAD;
     tables ``incident``, ``sys_journal_field``, ``sys_user``, ``sys_user_group``,
-    ``sys_attachment``. ``sysparm_query`` (``^``, ``^OR``, ``^NQ``, ``ORDERBY``,
+    ``sys_attachment``, ``sys_user_role``, ``sys_user_has_role`` (read-only unless admin). ``sysparm_query`` (``^``, ``^OR``, ``^NQ``, ``ORDERBY``,
     ``ORDERBYDESC``, ``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``LIKE``, ``NOT LIKE``,
     ``STARTSWITH``, ``ENDSWITH``, ``IN``, ``NOT IN``, ``ISEMPTY``, ``ISNOTEMPTY``,
     ``BETWEEN``, ``SAMEAS``; unknown fields are dropped; no ORDERBY means a random order,
@@ -62,7 +62,10 @@ creates or changes a user (``deny``: 403 on that table; ``hide``: rows silently 
 after the limit is applied, while ``X-Total-Count`` still counts them, as ACLs do;
 ``hide:category=network`` hides only the matching rows, from lists (still counted), single
 reads, writes and uploads (404); ``empty``: 200 with no rows and ``X-Total-Count: 0``, as
-``sys_journal_field`` answers a user without its read ACL). ``GET /sandbox/users`` lists them.
+``sys_journal_field`` answers a user without its read ACL). ``"roles": ["itil"]`` sets its
+roles (``sys_user_has_role``; a new user without the key gets ``itil``): creating or
+updating incidents and attaching files to them needs ``admin``, ``itil`` or
+``sn_incident_write`` (403 otherwise), as in a default instance. ``GET /sandbox/users`` lists them.
 
 ``POST /sandbox/tokens/expire`` ``{"kind": "access" | "refresh" | "all"}`` expires OAuth
 tokens now. ``POST /sandbox/clock`` ``{"offset_seconds": N, "frozen": true|false}`` shifts
@@ -84,6 +87,7 @@ Where things are
 ``render``         reading records out: display modes, dot-walking, query, order, paging headers
 ``rules``          writing records: numbers, mod counts, journal entries, data policy, attachment settling
 ``auth``           Basic/Bearer authentication, ``/oauth_token.do``, table rights (ACLs)
+``roles``          users' roles (``sys_user_has_role``) and the writes they allow
 ``faults``         injected faults and how a faulted request is answered
 ``control``        the ``/sandbox/…`` control endpoints
 ``pages``          the HTML pages (incident list, record page, comment form)

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from .auth import table_rights, visible
 from .render import page_headers, render, select
+from .roles import may_write
 from .schema import TABLES
 from .store import CHUNK, new_sys_id, next_sequence
 from .wire import (
@@ -141,6 +142,8 @@ def attachment_upload(
         raise HttpError(
             404, ("Invalid table or record", f"{table_name} {table_sys_id} does not exist")
         )
+    if not may_write(app, user, table_name):  # attaching needs write on the record
+        raise HttpError(403, E_RIGHTS_WRITE)
     sys_id = new_sys_id()
     limit = app.max_attachment_bytes
     counted = _Counted(chunks, limit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .roles import roles_set
 from .schema import TABLES
 from .store import hash_password, new_sys_id
 from .wire import HttpError, SandboxRequest, SandboxResponse, json_response
@@ -36,10 +37,7 @@ def control(app: SandboxApp, req: SandboxRequest) -> SandboxResponse:
         if path == "/sandbox/users":
             if method == "POST":
                 return json_response(200, user_upsert(app, req.payload()))
-            return json_response(200, [
-                {k: v for k, v in u.items() if not k.startswith("_")} | {"acl": u.get("_acl") or {}}
-                for u in app.store.rows("sys_user")
-            ])  # fmt: skip
+            return json_response(200, [user_shown(u) for u in app.store.rows("sys_user")])
         if path == "/sandbox/tokens/expire" and method == "POST":
             data = req.payload() or {}
             return json_response(
@@ -83,7 +81,8 @@ def clock_set(app: SandboxApp, data: dict) -> None:
 
 
 def user_upsert(app: SandboxApp, data: dict) -> dict:
-    """Create or change a sys_user: ``user_name`` plus any of ``password``, ``name``, ``active``, ``acl``."""
+    """Create or change a sys_user: ``user_name`` plus any of ``password``, ``name``, ``active``,
+    ``acl``, ``roles`` (role names; a new user without it gets ``["itil"]``)."""
     if not isinstance(data, dict) or not data.get("user_name"):
         raise ValueError("user_name is required")
     with app.store.lock:
@@ -113,4 +112,14 @@ def user_upsert(app: SandboxApp, data: dict) -> dict:
                 )
             row["_acl"] = dict(acl)
         app.store.put("sys_user", row)
-    return {k: v for k, v in row.items() if not k.startswith("_")} | {"acl": row.get("_acl") or {}}
+        if "roles" in data or row.get("_roles") is None:  # a new user works incidents (itil)
+            row = roles_set(app.store, row, data.get("roles", ["itil"]))
+    return user_shown(row)
+
+
+def user_shown(row: dict) -> dict:
+    """A sys_user as ``/sandbox/users`` shows it: its fields plus ``acl`` and ``roles``."""
+    return {k: v for k, v in row.items() if not k.startswith("_")} | {
+        "acl": row.get("_acl") or {},
+        "roles": row.get("_roles") or [],
+    }

@@ -55,6 +55,9 @@ CONTACT_TYPE = {
     "walk-in": "Walk-in",
 }
 
+# sys_user_has_role.state (only ``active`` grants the role).
+ROLE_STATE = {"active": "Active", "pending_approval": "Pending approval", "requested": "Requested"}
+
 TABLES: dict[str, dict[str, object]] = {
     "incident": {
         **SYS_FIELDS,
@@ -113,6 +116,20 @@ TABLES: dict[str, dict[str, object]] = {
         "time_zone": "string",
     },
     "sys_user_group": {**SYS_FIELDS, "name": "string", "description": "string"},
+    "sys_user_role": {
+        **SYS_FIELDS,
+        "name": "string",
+        "description": "string",
+        "elevated_privilege": "boolean",
+        "grantable": "boolean",
+    },
+    "sys_user_has_role": {
+        **SYS_FIELDS,
+        "user": "reference:sys_user",
+        "role": "reference:sys_user_role",
+        "state": ("choice", ROLE_STATE),
+        "inherited": "boolean",
+    },
     "sys_attachment": {
         **SYS_FIELDS,
         "table_name": "string",
@@ -139,6 +156,7 @@ DISPLAY_FIELD = {
     "sys_user_group": "name",
     "sys_journal_field": "value",
     "sys_attachment": "file_name",
+    "sys_user_role": "name",
 }
 JOURNAL_LABEL = {"comments": "Additional comments", "work_notes": "Work notes"}
 # short_description is a string(160) on incident: longer values are cut, as the database does.

@@ -1,8 +1,10 @@
 """Users and the ``demo`` seed of the sandbox, written by us for this project.
 
 ``ensure_users`` runs at every start: the integration user given by ``--user`` /
-``--password`` (display name "System Administrator" for ``admin``) and these agents,
-whose passwords are their first names (so tests can write as someone else):
+``--password`` (display name "System Administrator" and role ``admin`` for ``admin``,
+else role ``itil``) and these agents (role ``itil``; Joe Employee only ``snc_internal``,
+so he may read but not write incidents), whose passwords are their first names (so tests
+can write as someone else):
 
 ============== ============== ========
 user_name      name           password
@@ -28,6 +30,7 @@ import struct
 import zlib
 from datetime import timedelta
 
+from .roles import roles_set
 from .schema import PRIORITY_MATRIX, TABLES
 from .store import Store, hash_password, new_sys_id, next_sequence
 
@@ -39,6 +42,9 @@ AGENTS = [
     ("joe.employee", "Joe Employee", "joe"),
     ("zoe.angstrom", "Zoë Ångström", "zoe"),
 ]
+#: Roles (``sys_user_has_role``) given at start to users that have none yet: the agents work
+#: incidents (itil); Joe Employee is a self-service user who may only read (snc_internal).
+AGENT_ROLES = {"joe.employee": ["snc_internal"]}
 GROUPS = ["Service Desk", "Network", "Database", "Hardware", "Software"]
 
 
@@ -132,6 +138,11 @@ def ensure_users(store: Store, admin_user: str, admin_password: str) -> None:
             if not check_password(admin_password, row.get("_password", "")):
                 row["_password"] = hash_password(admin_password)
                 store.put("sys_user", row)
+    for user_name, _name, _password in wanted:
+        row = store.user(user_name)
+        if row is not None and row.get("_roles") is None:
+            default = ["admin"] if user_name == "admin" else ["itil"]
+            roles_set(store, row, AGENT_ROLES.get(user_name, default))
     for name in GROUPS:
         if not store.find("sys_user_group", name=name):
             store.put("sys_user_group", {"sys_id": new_sys_id(), "name": name, "description": f"{name} team",

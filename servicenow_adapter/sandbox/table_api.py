@@ -2,7 +2,7 @@
 
 GET (list or one record; v1 answers 404 for an empty list), POST (201 with
 ``Location``), PUT/PATCH, DELETE (204), HEAD; ``X-no-response-body``. Reading is
-:mod:`.render`, writing :mod:`.rules`, rights :mod:`.auth`.
+:mod:`.render`, writing :mod:`.rules`, rights :mod:`.auth` (ACLs) and :mod:`.roles`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .auth import table_rights, visible
 from .dictionary import dictionary_request
 from .render import page_headers, render, select
+from .roles import may_write
 from .rules import record_delete, record_write
 from .schema import TABLES
 from .wire import (
@@ -58,7 +59,7 @@ def table_request(
         if row is None or rights in ("hide", "empty") or not visible(app, user, table, [row]):
             raise HttpError(404, E_NOT_FOUND)
         return json_response(200, {"result": render(app, req, table, row, version)})
-    if rights != "allow":
+    if rights != "allow" or not may_write(app, user, table):  # an ACL, or no role that writes
         raise HttpError(403, E_RIGHTS_WRITE)
     if req.method == "POST" and sys_id is None:
         values = req.payload()

@@ -4,7 +4,10 @@ Exactly once across crashes: before every tracker write an *intent* is committed
 twin's ``create_intent_at``, a :class:`~sync.models.MirroredItem` without local id), and
 a retry reconciles it instead of writing again: the entity is found by its correlation
 id (``TrackerAdapter.find_entity_by_correlation``), a comment by body and author, an
-attachment by file name and sha256 (``sync.rules``). Each applied event is acknowledged
+attachment by file name and sha256 (``sync.rules``). Issue 14: the create carries the
+first comment where the tracker can, the others go in one ``add_comments`` call (one
+read-back), and no confirming re-read follows when the adapter's ``write_receipt`` accounts
+for every write (nobody else wrote in between). Each applied event is acknowledged
 to the remote node with this side's key and URL; a failure for good is acknowledged
 with its error, so the sender's status page shows it too.
 """
@@ -14,13 +17,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.models import Connection
 from connections.selectors import tracker_adapter_get
 from trackers.errors import TrackerAuthenticationError, TrackerError, TransientTrackerError
-from trackers.interface import TrackerAdapter
+from trackers.interface import TrackerAdapter, WriteReceipt
 from trackers.replica import ReplicaInvalid, replica_validate
 
 from .. import claims, nudge, rules
@@ -64,7 +67,7 @@ def twin_apply(twin_id: int) -> int:
             twin_status_refresh(twin.pk)
             try:
                 adapter = adapter or tracker_adapter_get()
-                _apply_replica(twin, event, adapter)
+                receipt = _apply_replica(twin, event, adapter)
             except claims.ClaimLost:
                 raise
             except TrackerAuthenticationError as exc:
@@ -77,7 +80,7 @@ def twin_apply(twin_id: int) -> int:
             except (TrackerError, PermanentSyncError, ReplicaInvalid) as exc:
                 _event_fail(twin, event, *apply_failure_words(twin, exc))
                 break
-            _event_applied(twin, event)
+            _event_applied(twin, event, receipt)
             applied += 1
             claims.renew(Twin, twin.pk)
     except claims.ClaimLost:
@@ -154,7 +157,9 @@ def _queue_ack(twin: Twin, event: SyncEvent, *, error: str = "", error_code: str
     nudge.deliver(twin.connection_id)
 
 
-def _event_applied(twin: Twin, event: SyncEvent) -> None:
+def _event_applied(twin: Twin, event: SyncEvent, receipt: WriteReceipt | None = None) -> None:
+    """Mark the event done and queue its ack; record what the apply wrote (``receipt``, see
+    :func:`_own_writes_recorded`) or, when the adapter could not tell, scan the entity once."""
     replica = event.payload["replica"]
     with transaction.atomic():
         SyncEvent.objects.filter(pk=event.pk).update(
@@ -165,14 +170,63 @@ def _event_applied(twin: Twin, event: SyncEvent) -> None:
             resolved_at=timezone.now()
         )
         _queue_ack(twin, event)
-        # What we wrote bumped the incident's sys_mod_count: scan it once so the agreed
-        # state and mod count are recorded (it finds nothing to send: no echo).
-        detect.twin_request_scan(twin_ids=[twin.pk], nudge=False)
+        if receipt is None or not _own_writes_recorded(twin, receipt):
+            # What we wrote bumped the incident's sys_mod_count: scan it once so the agreed
+            # state and mod count are recorded (it finds nothing to send: no echo).
+            detect.twin_request_scan(twin_ids=[twin.pk], nudge=False)
         twin_status_refresh(twin.pk)
 
 
-def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> None:
-    """Apply one incoming replica with the Basic rules, exactly once across crashes."""
+def _own_writes_recorded(twin: Twin, receipt: WriteReceipt) -> bool:
+    """Record the entity's state after this apply's own writes instead of re-reading it.
+
+    ``twin`` holds the values read when the apply began. The change listing and the
+    webhook then skip the mod count, change time and attachment marker our writes made
+    (``detect.twin_request_scan``), and hints that arrived during the apply are settled when
+    they announced nothing beyond them: no scan was pending when the apply began, the
+    announced mod count is at most ours, the listed time at most our newest write (or
+    unchanged), the attachment marker unchanged or ours. Anything else (someone else wrote:
+    the receipt would be None, or a hint names more) leaves the scan to run. One
+    conditional UPDATE; returns False when it did not match (the caller scans as before).
+    """
+    if twin.scan_requested != twin.scan_done:
+        return False
+    count = receipt.mod_count if receipt.mod_count is not None else twin.last_seen_mod_count
+    moment = receipt.updated
+    if count is None or moment is None:
+        return False
+    marker = receipt.attachments_marker or twin.last_attachments_marker
+    listed = Q(last_listed_updated__isnull=True) | Q(last_listed_updated__lte=moment)
+    if twin.last_listed_updated is not None:
+        listed |= Q(last_listed_updated=twin.last_listed_updated)
+    start = twin.last_listed_updated
+    return bool(
+        Twin.objects.filter(pk=twin.pk)
+        .filter(Q(scan_mod_count__isnull=True) | Q(scan_mod_count__lte=count))
+        .filter(listed)
+        .filter(last_attachments_marker__in={twin.last_attachments_marker, marker})
+        .update(
+            scan_done=F("scan_requested"),
+            last_seen_mod_count=count,
+            scan_mod_count=count,
+            last_listed_updated=max(start, moment) if start else moment,
+            last_attachments_marker=marker,
+        )
+    )
+
+
+def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> WriteReceipt | None:
+    """Apply one incoming replica with the Basic rules, exactly once across crashes.
+
+    Returns the adapter's receipt of this apply's writes when it may stand for a re-read
+    (:func:`_trusted_receipt`), else None. On create the first comment travels in the
+    create when the adapter can (``creates_with_comment``: one call, its intent committed
+    first); the other comments go in one ``add_comments`` call, each behind its intent.
+    """
+    if twin.local_entity_id:
+        adapter.write_receipt(twin.local_entity_id)  # forget writes of an earlier attempt
+    created_now = False
+    carried = None  # the remote id of the comment the create wrote
     replica = replica_validate(event.payload["replica"])
     changed = event.payload.get("changed") or list(rules.SYNCED_FIELDS)
     mirrored = {(i.kind, i.remote_id): i for i in MirroredItem.objects.filter(twin=twin)}
@@ -195,8 +249,18 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         if twin.create_intent_at:
             ref = adapter.find_entity_by_correlation(twin.correlation_id, project=project)
         if ref is None:
+            first = plan.comments[0] if plan.comments and adapter.creates_with_comment else None
+            extra = {}
+            if first is not None:
+                key = (MirroredItem.Kind.COMMENT, first["id"])
+                if key not in mirrored:
+                    mirrored[key] = MirroredItem.objects.create(
+                        twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=first["id"]
+                    )
+                extra["first_comment"] = (first["body"], first["author"])
             Twin.objects.filter(pk=twin.pk).update(create_intent_at=timezone.now())
             ref = adapter.create_entity(
+                **extra,
                 project=project,
                 summary=plan.fields["summary"],
                 description=plan.fields["description"],
@@ -206,6 +270,7 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
                 correlation_id=twin.correlation_id,
                 correlation_display=f"Exalate {replica['entity']['key']}"[:100],
             )
+            created_now, carried = True, first["id"] if first is not None else None
         with transaction.atomic():
             Twin.objects.filter(pk=twin.pk).update(
                 local_entity_id=ref.id,
@@ -265,8 +330,12 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
         claims.renew(Twin, twin.pk)
     # 3. comments, each once (last: the final journal write moves the incident's
     # sys_updated_on past the uploads, so change detection does not re-read for them)
+    to_write: list[tuple[MirroredItem, dict]] = []
     for c in plan.comments:
         item = mirrored.get((MirroredItem.Kind.COMMENT, c["id"]))
+        if c["id"] == carried:
+            to_write.append((item, c))  # written by the create just now: only its id is missing
+            continue
         if item is not None:  # an earlier attempt recorded the intent: did the write happen?
             if _adopt_earlier_write(
                 item,
@@ -279,10 +348,37 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Non
             item = MirroredItem.objects.create(
                 twin=twin, kind=MirroredItem.Kind.COMMENT, remote_id=c["id"]
             )
-        created = adapter.add_comment(twin.local_entity_id, body=c["body"], author=c["author"])
-        _item_done(item, created.id)
-        taken_local.add(created.id)
+        to_write.append((item, c))
+    if to_write:  # every intent is committed before the first write
+        created = adapter.add_comments(
+            twin.local_entity_id,
+            [(c["body"], c["author"]) for _, c in to_write],
+            written=1 if carried is not None else 0,
+        )
+        for (item, _), made in zip(to_write, created, strict=True):
+            _item_done(item, made.id)
+            taken_local.add(made.id)
         claims.renew(Twin, twin.pk)
+    return _trusted_receipt(twin, adapter.write_receipt(twin.local_entity_id), created_now)
+
+
+def _trusted_receipt(
+    twin: Twin, receipt: WriteReceipt | None, created_now: bool
+) -> WriteReceipt | None:
+    """The receipt when it tells the entity's whole state after this apply, else None.
+
+    A create made in this attempt: the counter started with it. An update: the counter
+    before our first write must be the one last scanned (else someone wrote since), and no
+    attachment was uploaded (an upload moves no counter, so a file someone else attached
+    meanwhile would only show in a re-read).
+    """
+    if receipt is None or receipt.mod_count is None:
+        return None
+    if created_now:
+        return receipt if receipt.base_mod_count is None else None
+    if receipt.attachments_marker or receipt.base_mod_count is None:
+        return None
+    return receipt if receipt.base_mod_count == twin.last_seen_mod_count else None
 
 
 def _adopt_earlier_write(

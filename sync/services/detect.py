@@ -142,7 +142,9 @@ def connection_detect_changes(connection_id) -> int:
             # A 429's Retry-After holds every call of this node (the adapter's busy gate).
             if failures.tracker_connection_error(connection=connection, exc=exc) is None:
                 logger.info("Change detection on %s failed, will retry: %s", connection.pk, exc)
+            failures.node_tracker_failed(connection=connection, exc=exc)  # still? node error
             return 0
+        failures.node_tracker_ok()  # a poll that works resolves the node's own errors
         by_id: dict[str, tuple[int, datetime, str]] = {}
         newest = state.watermark
         for c in changed:

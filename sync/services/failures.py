@@ -1,9 +1,11 @@
 """Errors people see, and Retry / Resolve on them (the Errors page, a twin's Retry button).
 
-Two levels, as in Exalate: an *entity-level* error blocks one twin (its later events wait
+Three levels, as in Exalate: an *entity-level* error blocks one twin (its later events wait
 behind the failed one) until an admin retries or resolves it; a *connection-level* error
 (the instance refused this node's login, the remote refused our signature) is recorded
-once, however many twins it hits, and puts the connection in Error. Transient failures
+once, however many twins it hits, and puts the connection in Error; a *node-level* error
+(this node's own tracker instance refuses its login or cannot be reached for longer than a
+poll cycle: nothing syncs) is kept once per cause and resolves itself. Transient failures
 are not errors here: they retry with backoff (``sync.nudge.backoff_seconds``), every
 attempt recorded on the event row.
 """
@@ -24,10 +26,18 @@ from trackers.errors import (
     TrackerError,
     TrackerPermissionError,
     TrackerUnavailable,
+    TrackerUnreachable,
 )
 
 from .. import nudge
-from ..models import ConnectionProbe, ExalateRequest, SyncError, SyncEvent, Twin
+from ..models import (
+    ConnectionProbe,
+    ConnectionSyncState,
+    ExalateRequest,
+    SyncError,
+    SyncEvent,
+    Twin,
+)
 from . import detect
 from .base import OPEN_EVENT_STATUSES, twin_status_refresh
 
@@ -145,6 +155,7 @@ def probes_run(*, now=None) -> int:
         except TrackerError as exc:
             problem = exc
         if problem is not None:
+            node_tracker_failed(connection=connection, exc=problem, now=now)
             ConnectionProbe.objects.filter(pk=probe.pk).update(
                 probes=F("probes") + 1,
                 next_probe_at=now + timedelta(seconds=probe_delay(probe.probes + 1)),
@@ -155,6 +166,7 @@ def probes_run(*, now=None) -> int:
             ).update(last_seen_at=now)
             continue
         probe.delete()
+        node_tracker_ok(now=now)
         connection_retry(connection=connection)
         logger.info("Connection %s recovered by itself: the instance passed a probe", connection.pk)
         cleared += 1
@@ -311,3 +323,122 @@ def twin_retry(*, twin: Twin, requested_by: str = "") -> None:
         twin_status_refresh(twin.pk)
         nudge.apply(twin.pk)
         nudge.deliver(twin.connection_id)
+
+
+# --- Node-level errors: this node's own tracker instance cannot be worked with at all -------
+
+#: The causes of a node-level error (``SyncError.code``): one open error per cause.
+NODE_CAUSES = ("node_credentials", "node_unavailable", "node_unreachable")
+
+
+def _node_cause(exc: Exception) -> str:
+    if isinstance(exc, TrackerAuthenticationError):
+        return "node_credentials"
+    if isinstance(exc, TrackerUnavailable):
+        return "node_unavailable"
+    if isinstance(exc, TrackerUnreachable):
+        return "node_unreachable"
+    return ""
+
+
+def _failing_since(connection: Connection, cause: str):
+    """When this node's tracker began failing for ``cause``, as far as the rows tell: the
+    self-clearing connection error's probe (credentials, unavailable: the connection is in
+    Error and only probed), else one poll after the last poll that worked."""
+    if cause != "node_unreachable":
+        probe = ConnectionProbe.objects.filter(connection=connection).only("created_at").first()
+        if probe is not None:
+            return probe.created_at
+    last = (
+        ConnectionSyncState.objects.filter(pk=connection.pk)
+        .values_list("last_detect_at", flat=True)
+        .first()
+    )
+    return (last or connection.created_at) + timedelta(seconds=settings.CHANGE_POLL_INTERVAL)
+
+
+def _node_message(cause: str, exc: Exception) -> str:
+    from connections.selectors import tracker_adapter_class_get
+
+    name = tracker_adapter_class_get().display_name or "The tracker"
+    again = "This error resolves itself on the first poll that works."
+    if cause == "node_credentials":
+        return (
+            f"{name} refuses this node's login: {exc}. Nothing is read or written until it "
+            "accepts it: check the user and password (or the OAuth client) in General "
+            f"settings. {again}"
+        )
+    if cause == "node_unavailable":
+        return (
+            f"{name} is not serving requests: {exc}. Nothing is read or written until it is "
+            "back (a hibernating developer instance wakes when someone logs in to it). "
+            f"{again}"
+        )
+    return (
+        f"This node cannot reach its {name} instance: {exc}. Check the instance URL in "
+        f"General settings, the network, and that the instance is up. {again}"
+    )
+
+
+def node_tracker_failed(*, connection: Connection, exc: Exception, now=None) -> SyncError | None:
+    """Change detection (or a probe) on ``connection`` failed with ``exc``. When this node's
+    own tracker instance refuses its credentials (401, ``TrackerAuthenticationError``), is
+    unavailable as a whole (a hibernating ServiceNow instance, ``TrackerUnavailable``) or
+    does not answer (DNS, refused connection, timeout: ``TrackerUnreachable``) and has done
+    so for longer than one poll cycle (a later poll fails too: at least half a
+    ``CHANGE_POLL_INTERVAL`` after the failure began), nothing syncs on this node: record
+    ONE open node-level error for that cause (again: ``occurrences`` + 1, message and
+    last-seen updated) and mail the admins (``sync.mail``, node-level). Returns the error,
+    or None (another kind of failure, or the first poll that failed)."""
+    cause = _node_cause(exc)
+    if not cause:
+        return None
+    now = now or timezone.now()
+    since = _failing_since(connection, cause)
+    open_error = SyncError.objects.filter(
+        level=SyncError.Level.NODE, code=cause, resolved_at__isnull=True
+    ).exists()
+    if not open_error and (now - since).total_seconds() < settings.CHANGE_POLL_INTERVAL / 2:
+        return None
+    return node_error_raise(code=cause, message=_node_message(cause, exc), now=now)
+
+
+def node_error_raise(*, code: str, message: str, now=None) -> SyncError:
+    """Record ONE open node-level error with ``code`` (a unique constraint holds one open
+    per code), or count another occurrence of it; the admins get a mail."""
+    now = now or timezone.now()
+    lookup = {"level": SyncError.Level.NODE, "code": code[:40], "resolved_at__isnull": True}
+    with transaction.atomic():
+        error = SyncError.objects.filter(**lookup).first()
+        if error is None:
+            try:
+                with transaction.atomic():
+                    error = SyncError.objects.create(
+                        level=SyncError.Level.NODE, code=code[:40], message=message
+                    )
+            except IntegrityError:  # another worker recorded it a moment ago
+                error = SyncError.objects.get(**lookup)
+            else:
+                logger.warning("Nothing syncs on this node: %s", message)
+        else:
+            SyncError.objects.filter(pk=error.pk).update(
+                occurrences=F("occurrences") + 1, message=message, last_seen_at=now
+            )
+        from ..mail import errors_mail_soon
+
+        errors_mail_soon(connection_id=None)
+    return error
+
+
+def node_tracker_ok(*, now=None) -> int:
+    """A poll (or probe) of this node's tracker worked: its open node-level errors are
+    resolved (the rows stay, with ``resolved_at``, as history). Returns how many; one
+    cheap read when there is none (called on every poll)."""
+    qs = SyncError.objects.filter(
+        level=SyncError.Level.NODE, code__in=NODE_CAUSES, resolved_at__isnull=True
+    )
+    if not qs.exists():
+        return 0
+    resolved = qs.update(resolved_at=now or timezone.now())
+    logger.info("This node's tracker works again: %d node error(s) resolved", resolved)
+    return resolved

@@ -88,7 +88,10 @@ def twin_scan(twin_id: int, *, adapter: TrackerAdapter | None = None) -> bool:
                         )
                     twin_status_refresh(twin.pk)
                 return queued
-            queued = _scan_commit(twin, local, requested) or queued
+            queued = (
+                _scan_commit(twin, local, requested, adapter.attachments_seen(twin.local_entity_id))
+                or queued
+            )
             claims.renew(Twin, twin.pk)
     except claims.ClaimLost:
         pass
@@ -124,8 +127,16 @@ def _echo_ids(twin: Twin) -> tuple[set[str], set[str]]:
     return comments, attachments
 
 
-def _scan_commit(twin: Twin, local: dict, requested: int) -> bool:
-    """Compare the local snapshot with what was agreed; queue an outgoing event if needed."""
+def _scan_commit(
+    twin: Twin, local: dict, requested: int, seen: tuple[str, datetime | None] = ("", None)
+) -> bool:
+    """Compare the local snapshot with what was agreed; queue an outgoing event if needed.
+
+    ``seen`` is what the read saw of the attachments (``TrackerAdapter.attachments_seen``:
+    the change listing's marker and newest time): recorded like a listing's, so the next
+    listing of the same attachments is not read again (issue 14: one read per change).
+    """
+    marker, attached = seen
     echo_comments, echo_attachments = _echo_ids(twin)
     out = rules.outgoing_replica(
         local, echo_comment_ids=echo_comments, echo_attachment_ids=echo_attachments
@@ -138,12 +149,16 @@ def _scan_commit(twin: Twin, local: dict, requested: int) -> bool:
             "last_seen_mod_count": local["mod_count"],
             # The change time this read covers: a later listing with the same sys_mod_count
             # and no newer time (e.g. an attachment that was already there) is not re-read.
-            "last_listed_updated": _later(twin.last_listed_updated, _parse_time(local["updated"])),
+            "last_listed_updated": _later(
+                _later(twin.last_listed_updated, _parse_time(local["updated"])), attached
+            ),
             "local_key": local["entity"]["key"] or twin.local_key,
             "local_url": local["entity"]["url"] or twin.local_url,
             "entity_type": local["entity"]["type"][:40],
             "last_error": "",
         }
+        if marker:
+            update["last_attachments_marker"] = marker
         if changes:
             update.update(
                 known_summary=out["summary"],
