@@ -71,7 +71,8 @@ def test_the_console_pages_raise_no_csp_violation(page, live_server, django_user
     page.get_by_label("User name").fill("ada")
     page.get_by_label("Password").fill("ada-password-123")
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Getting started")).to_be_visible()
+    # A connection exists, so the login lands on the Dashboard (issue 12, item 7).
+    expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
 
     paths = [
         "/getting-started/",
