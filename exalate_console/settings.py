@@ -7,6 +7,7 @@ a fresh machine. Bad values stop start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -349,16 +350,24 @@ SPECTACULAR_SETTINGS = {
 
 # Caches. "shared" is seen by every process of this node (web and Celery workers). A directory
 # under VAR_DIR by default; CACHE_URL=redis://host:port/db when workers run on several hosts.
-# (A tracker instance's "busy until" after a 429 lives with its throttle, below.)
+# (A tracker instance's "busy until" after a 429 lives with its throttle, below.) Its keys
+# carry a prefix from this node's database, so two nodes may share one Redis db. The sync
+# engine keeps its "a nudge is queued" marks there (sync.nudge).
 CACHE_URL = env_str("CACHE_URL", "")
+_NODE_KEY_PREFIX = hashlib.sha256(DATABASE_URL.encode()).hexdigest()[:12]
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "shared": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": _NODE_KEY_PREFIX,
+        }
         if CACHE_URL.startswith(("redis://", "rediss://"))
         else {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
+            "KEY_PREFIX": _NODE_KEY_PREFIX,
         }
     ),
 }

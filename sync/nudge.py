@@ -9,6 +9,18 @@ drain task (``sync.services.drain``) finds the row later.
 
 Each helper below names its task in ``sync.tasks``, so a reader can follow a nudge to the
 code it runs. Tests replace :func:`nudge` (the one seam) to run the tasks in-process.
+
+**Coalescing.** One run of ``deliver`` sends every due event of its connection, and one run
+of ``apply`` / ``scan`` handles everything of its twin, so a second message for the same id
+that waits in the queue behind the first is pure overhead: a burst of 1,000 new events once
+put 663 redundant ``sync.deliver`` messages in front of the real work. An immediate nudge
+therefore marks "queued" in the node's shared cache (``CACHES["shared"]``: Redis or a folder
+every process sees) and is skipped while the mark is there; the task clears the mark when
+it *starts* (:func:`started`), before it reads the database, so work committed after that
+gets a message of its own. The mark lapses after :data:`COALESCE_SECONDS`, so a message lost
+with a killed worker holds nothing back for long (the drain task also re-nudges). Delayed
+nudges (retries with a countdown) are never coalesced. When the cache fails, the nudge is
+sent anyway: coalescing only ever saves work, it never decides whether work happens.
 """
 
 from __future__ import annotations
@@ -21,12 +33,50 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a "queued" mark of a coalesced nudge lives at most (see the module docstring).
+COALESCE_SECONDS = 20.0
 
-def nudge(task, *args, countdown: float | None = None) -> None:
+
+def _mark_key(task_name: str, ident) -> str:
+    return f"nudge-queued:{task_name}:{ident}"
+
+
+def _shared_cache():
+    from django.core.cache import caches
+
+    return caches["shared"]
+
+
+def _first_in_queue(task_name: str, ident) -> bool:
+    """True when no message of ``task_name`` for ``ident`` is queued and unstarted (and mark one)."""
+    try:
+        return bool(_shared_cache().add(_mark_key(task_name, ident), 1, COALESCE_SECONDS))
+    except Exception:  # noqa: BLE001 - a failing cache never stops a nudge
+        logger.warning(
+            "The shared cache failed; nudging %s %s without coalescing.", task_name, ident
+        )
+        return True
+
+
+def started(task_name: str, ident) -> None:
+    """Called by a coalesced task as it starts: later nudges for ``ident`` are sent again."""
+    try:
+        _shared_cache().delete(_mark_key(task_name, ident))
+    except Exception:  # noqa: BLE001 - the mark lapses by itself
+        logger.warning(
+            "The shared cache failed; the queued mark of %s %s lapses by itself.", task_name, ident
+        )
+
+
+def nudge(task, *args, countdown: float | None = None, coalesce=None) -> None:
     """Send Celery ``task`` (a task object of ``sync.tasks``) with ``args`` once the current
-    transaction commits, after ``countdown`` seconds when given. Never raises."""
+    transaction commits, after ``countdown`` seconds when given. With ``coalesce`` (an id)
+    an immediate nudge is skipped while one for the same task and id waits unstarted in the
+    queue (module docstring). Never raises."""
 
     def send():
+        if coalesce is not None and not countdown and not _first_in_queue(task.name, coalesce):
+            return
         try:
             if countdown:
                 task.apply_async(args=args, countdown=countdown)
@@ -54,17 +104,17 @@ def exalate(request_id, *, countdown: float | None = None) -> None:
 
 def scan(twin_id: int, *, countdown: float | None = None) -> None:
     """Scan twin ``twin_id``'s local entity for what the other side lacks (``sync.tasks.scan``)."""
-    nudge(_tasks().scan, twin_id, countdown=countdown)
+    nudge(_tasks().scan, twin_id, countdown=countdown, coalesce=twin_id)
 
 
 def apply(twin_id: int, *, countdown: float | None = None) -> None:
     """Apply twin ``twin_id``'s incoming replicas (``sync.tasks.apply``)."""
-    nudge(_tasks().apply, twin_id, countdown=countdown)
+    nudge(_tasks().apply, twin_id, countdown=countdown, coalesce=twin_id)
 
 
 def deliver(connection_id, *, countdown: float | None = None) -> None:
     """Deliver connection ``connection_id``'s due outgoing events (``sync.tasks.deliver``)."""
-    nudge(_tasks().deliver, str(connection_id), countdown=countdown)
+    nudge(_tasks().deliver, str(connection_id), countdown=countdown, coalesce=str(connection_id))
 
 
 def poll(connection_id) -> None:

@@ -17,7 +17,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from . import services
+from . import nudge, services
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +47,21 @@ def exalate(request_id: str) -> None:
 @shared_task(name="sync.scan", acks_late=True, ignore_result=True, **_SHORT)
 def scan(twin_id: int) -> None:
     """Read a twin's local incident and queue what the other side lacks."""
+    nudge.started("sync.scan", twin_id)
     _quietly(services.twin_scan, twin_id)
 
 
 @shared_task(name="sync.apply", acks_late=True, ignore_result=True, **_LONG)
 def apply(twin_id: int) -> None:
     """Apply a twin's incoming replicas in order (long: may move large attachments)."""
+    nudge.started("sync.apply", twin_id)
     _quietly(services.twin_apply, twin_id)
 
 
 @shared_task(name="sync.deliver", acks_late=True, ignore_result=True, **_SHORT)
 def deliver(connection_id: str) -> None:
     """Send a connection's due outgoing events to its remote node."""
+    nudge.started("sync.deliver", connection_id)
     _quietly(services.connection_deliver, connection_id)
 
 
