@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a "queued" mark of a coalesced nudge lives at most (see the module docstring).
 COALESCE_SECONDS = 20.0
+#: Tasks whose immediate nudges are coalesced per first argument (a connection or twin id).
+COALESCED = frozenset({"sync.deliver", "sync.apply", "sync.scan"})
 
 
 def _mark_key(task_name: str, ident) -> str:
@@ -68,14 +70,15 @@ def started(task_name: str, ident) -> None:
         )
 
 
-def nudge(task, *args, countdown: float | None = None, coalesce=None) -> None:
+def nudge(task, *args, countdown: float | None = None) -> None:
     """Send Celery ``task`` (a task object of ``sync.tasks``) with ``args`` once the current
-    transaction commits, after ``countdown`` seconds when given. With ``coalesce`` (an id)
-    an immediate nudge is skipped while one for the same task and id waits unstarted in the
-    queue (module docstring). Never raises."""
+    transaction commits, after ``countdown`` seconds when given. An immediate nudge of a
+    task in :data:`COALESCED` is skipped while one for the same task and first argument
+    waits unstarted in the queue (module docstring). Never raises."""
+    coalesce = task.name in COALESCED and not countdown and args
 
     def send():
-        if coalesce is not None and not countdown and not _first_in_queue(task.name, coalesce):
+        if coalesce and not _first_in_queue(task.name, args[0]):
             return
         try:
             if countdown:
@@ -104,17 +107,22 @@ def exalate(request_id, *, countdown: float | None = None) -> None:
 
 def scan(twin_id: int, *, countdown: float | None = None) -> None:
     """Scan twin ``twin_id``'s local entity for what the other side lacks (``sync.tasks.scan``)."""
-    nudge(_tasks().scan, twin_id, countdown=countdown, coalesce=twin_id)
+    nudge(_tasks().scan, twin_id, countdown=countdown)
+
+
+def scan_batch(twin_ids: list[int]) -> None:
+    """Scan several twins, their source reads batched (``sync.tasks.trigger_scan_batch``)."""
+    nudge(_tasks().trigger_scan_batch, list(twin_ids))
 
 
 def apply(twin_id: int, *, countdown: float | None = None) -> None:
     """Apply twin ``twin_id``'s incoming replicas (``sync.tasks.apply``)."""
-    nudge(_tasks().apply, twin_id, countdown=countdown, coalesce=twin_id)
+    nudge(_tasks().apply, twin_id, countdown=countdown)
 
 
 def deliver(connection_id, *, countdown: float | None = None) -> None:
     """Deliver connection ``connection_id``'s due outgoing events (``sync.tasks.deliver``)."""
-    nudge(_tasks().deliver, str(connection_id), countdown=countdown, coalesce=str(connection_id))
+    nudge(_tasks().deliver, str(connection_id), countdown=countdown)
 
 
 def poll(connection_id) -> None:

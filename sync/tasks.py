@@ -106,7 +106,8 @@ def trigger_detect(trigger_id: str) -> None:
 
 @shared_task(name="sync.trigger_scan_batch", acks_late=True, ignore_result=True, **_SHORT)
 def trigger_scan_batch(twin_ids: list[int]) -> None:
-    """First scans of twins a trigger made, their source reads batched."""
+    """Scans of several twins, their source reads batched: the first scans of twins a trigger
+    made, and the twins one poll found changed (``sync.services.detect.scans_nudge``)."""
     _quietly(services.twins_scan_batch, twin_ids)
 
 

@@ -37,24 +37,31 @@ def task():
         caches["shared"].clear()
 
 
+def test_tasks_outside_the_coalesced_set_are_always_sent(task):
+    task.name = "sync.poll"
+    nudge.nudge(task, "c1")
+    nudge.nudge(task, "c1")
+    assert len(task.sent) == 2
+
+
 def test_a_burst_of_immediate_nudges_sends_one_message(task):
     for _ in range(5):
-        nudge.nudge(task, "c1", coalesce="c1")
-    nudge.nudge(task, "c2", coalesce="c2")
+        nudge.nudge(task, "c1")
+    nudge.nudge(task, "c2")
     assert task.sent == [(("c1",), None), (("c2",), None)]
 
 
 def test_a_started_task_lets_the_next_nudge_through(task):
-    nudge.nudge(task, "c1", coalesce="c1")
+    nudge.nudge(task, "c1")
     nudge.started(task.name, "c1")
-    nudge.nudge(task, "c1", coalesce="c1")
+    nudge.nudge(task, "c1")
     assert len(task.sent) == 2
 
 
 def test_delayed_nudges_are_never_coalesced_and_set_no_mark(task):
-    nudge.nudge(task, "c1", countdown=30, coalesce="c1")
-    nudge.nudge(task, "c1", countdown=30, coalesce="c1")
-    nudge.nudge(task, "c1", coalesce="c1")
+    nudge.nudge(task, "c1", countdown=30)
+    nudge.nudge(task, "c1", countdown=30)
+    nudge.nudge(task, "c1")
     assert [countdown for _args, countdown in task.sent] == [30, 30, None]
 
 
@@ -67,8 +74,8 @@ def test_a_failing_cache_never_stops_a_nudge(task):
         },
     }
     with override_settings(CACHES=down):
-        nudge.nudge(task, "c1", coalesce="c1")
-        nudge.nudge(task, "c1", coalesce="c1")
+        nudge.nudge(task, "c1")
+        nudge.nudge(task, "c1")
         nudge.started(task.name, "c1")
     assert len(task.sent) == 2
 
@@ -78,7 +85,7 @@ def test_a_rolled_back_nudge_leaves_no_mark(task):
 
     with pytest.raises(RuntimeError):
         with transaction.atomic():
-            nudge.nudge(task, "c1", coalesce="c1")
+            nudge.nudge(task, "c1")
             raise RuntimeError("rolled back")
-    nudge.nudge(task, "c1", coalesce="c1")
+    nudge.nudge(task, "c1")
     assert len(task.sent) == 1

@@ -91,6 +91,23 @@ def twin_request_scan(
     return marked
 
 
+#: Twins per batched scan task: their source reads share one request per list (ServiceNow
+#: ``sys_idIN`` chunks of 100: incidents, journal, attachments).
+SCAN_BATCH = 50
+
+
+def scans_nudge(twin_ids: list[int]) -> None:
+    """Nudge the scans of marked twins: one ``sync.scan`` for a lone twin, else batched scans
+    (``sync.trigger_scan_batch``, :data:`SCAN_BATCH` twins each) whose source reads are
+    batched by the adapter's ``read_replicas``, so a poll that finds many changes costs a
+    fraction of a call per incident (issue 14) instead of three."""
+    if len(twin_ids) == 1:
+        nudge_scan(twin_ids[0])
+        return
+    for start in range(0, len(twin_ids), SCAN_BATCH):
+        nudge.scan_batch(twin_ids[start : start + SCAN_BATCH])
+
+
 def webhook_receive(*, entity_id: str, mod_count: int | None = None) -> int:
     """The tracker announced that entity ``entity_id`` changed (ServiceNow: a business rule).
 
@@ -169,7 +186,9 @@ def connection_detect_changes(connection_id) -> int:
                         mod_count=mod_count,
                         updated=updated,
                         attachments_marker=marker,
+                        nudge=False,
                     )
+            scans_nudge(marked)
             ConnectionSyncState.objects.filter(pk=state.pk).update(
                 watermark=newest, last_detect_at=timezone.now()
             )

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 #: Connection states on which a trigger finds matches (Deactivated: held until Activate).
 FINDING = (Connection.Status.ACTIVE, Connection.Status.DEACTIVATED, Connection.Status.ERROR)
 PAGE = 500
-SCAN_BATCH = 50
+SCAN_BATCH = detect.SCAN_BATCH
 
 
 class ConfirmAll(SyncRefused):
@@ -324,7 +324,7 @@ def exalate_matches(*, trigger: Trigger, matches: Iterable[QueryMatch]) -> list[
         if made:
             detect.twin_request_scan(twin_ids=made, nudge=False)
             for start in range(0, len(made), SCAN_BATCH):
-                nudge.nudge(_tasks().trigger_scan_batch, made[start : start + SCAN_BATCH])
+                nudge.scan_batch(made[start : start + SCAN_BATCH])
     return made
 
 
