@@ -35,4 +35,5 @@ def _beat_schedule() -> dict:
 app.conf.beat_schedule = _beat_schedule()
 
 # Heartbeats of beat and the workers for /healthz (the scheduler class and the worker signals).
-from exalate_console import heartbeats  # noqa: E402,F401
+# (and exalate_console.worker_db: database connections kept between tasks).
+from exalate_console import heartbeats, worker_db  # noqa: E402,F401

@@ -195,7 +195,7 @@ TEMPLATES = [
 def _database(url: str) -> dict:
     """Parse DATABASE_URL, refusing anything that is not SQLite or PostgreSQL."""
     try:
-        config = dj_database_url.parse(url, conn_max_age=60)
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except Exception as exc:  # dj-database-url raises ValueError and friends
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} cannot be parsed: {exc}") from None
     engine = config.get("ENGINE", "")
@@ -208,8 +208,9 @@ def _database(url: str) -> dict:
     if engine.endswith("sqlite3"):
         if not config.get("NAME") or config["NAME"] == ":memory:":
             raise ImproperlyConfigured(f"DATABASE_URL={url!r} names no SQLite file.")
-        config["CONN_MAX_AGE"] = 0
         # Web, worker and beat share the file: wait for locks instead of failing at once.
+        # Connections are kept (CONN_MAX_AGE 60 s, as for PostgreSQL): opening one, with
+        # its PRAGMA, was 9 % of a node's web CPU under sync load (issue 14's profile).
         config["OPTIONS"] = {
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL;",
@@ -421,6 +422,10 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1, m
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection around every task unless this is
+# set; a worker then reconnects for each task (a new PostgreSQL backend each time). Kept for
+# 500 tasks instead; exalate_console.worker_db drops a broken or obsolete one before a task.
+CELERY_DB_REUSE_MAX = 250
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Heartbeats (exalate_console/heartbeats.py): beat and every worker write one each
 # HEARTBEAT_INTERVAL seconds; /healthz says 503 when one is older than HEARTBEAT_STALE.

@@ -177,7 +177,12 @@ def test_garbage_is_not_a_token(connection):
         verify_node_request("not-a-jwt", b"")
 
 
-def test_used_token_ids_are_forgotten_once_they_could_no_longer_pass(connection, remote_id):
+def test_used_token_ids_are_forgotten_once_they_could_no_longer_pass(
+    connection, remote_id, monkeypatch
+):
+    from connections import node_auth
+
+    monkeypatch.setattr(node_auth, "JTI_SWEEP_SHARE", 1.0)  # the sweep runs on this request
     UsedNodeToken.objects.create(
         jti="old" + "0" * 29, expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -56,7 +56,7 @@ def twin_status_refresh(twin_id: int) -> str:
     """
     twin = (
         Twin.objects.filter(pk=twin_id)
-        .values("local_entity_id", "remote_entity_id", "remote_url")
+        .values("local_entity_id", "remote_entity_id", "remote_url", "remote_error", "status")
         .first()
     )
     if twin is None:
@@ -70,8 +70,7 @@ def twin_status_refresh(twin_id: int) -> str:
         any(s == SyncEvent.Status.ERROR for s, _ in open_events)
         or SyncError.objects.filter(twin_id=twin_id, resolved_at__isnull=True).exists()
     )
-    remote_error = Twin.objects.filter(pk=twin_id).exclude(remote_error="").exists()
-    if has_error or remote_error:
+    if has_error or twin["remote_error"]:
         status = Twin.Status.ERROR
     elif not open_events and twin["local_entity_id"] and twin["remote_entity_id"]:
         status = Twin.Status.SYNCHRONIZED
@@ -79,6 +78,8 @@ def twin_status_refresh(twin_id: int) -> str:
         status = Twin.Status.QUEUED
     else:
         status = Twin.Status.IN_PROGRESS
+    if status == twin["status"]:
+        return status  # nothing to write (the UPDATE below would match no row)
     fields = {"status": status}
     if status == Twin.Status.SYNCHRONIZED:
         fields["last_synced_at"] = timezone.now()
