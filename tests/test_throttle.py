@@ -94,19 +94,28 @@ def test_at_most_the_limit_is_in_flight_and_a_lapsed_lease_frees_its_slot():
     assert set(state["leases"]) == {"c"}
 
 
-def test_a_429_halves_the_rate_once_per_burst_and_it_grows_back_slowly():
-    limits, state = Limits(rate_per_second=20, burst=20), {}
+def test_a_429_without_retry_after_halves_the_rate_once_per_burst_and_it_grows_back():
+    limits, state = Limits(rate_per_second=100, burst=100), {}
     too_fast_step(state, limits, 100.0, None)
-    assert current_rate(state, limits, 100.0) == 10
+    assert current_rate(state, limits, 100.0) == 50
     too_fast_step(state, limits, 100.0 + CUT_GAP / 2, None)  # the same burst of 429s
-    assert current_rate(state, limits, 100.5) == 10
+    assert current_rate(state, limits, 100.5) == 50
     assert state["tokens"] <= 0  # the burst allowance is gone too
-    assert current_rate(state, limits, 100.0 + RECOVER_EVERY) == 11
-    assert current_rate(state, limits, 100.0 + 5 * RECOVER_EVERY + 1) == 15
-    assert current_rate(state, limits, 100.0 + 1000) == 20  # never above the setting
-    for i in range(10):
-        too_fast_step(state, limits, 200.0 + 2 * i, None)
-    assert current_rate(state, limits, 220.0) == MIN_RATE
+    assert current_rate(state, limits, 100.0 + RECOVER_EVERY) == 55  # a twentieth of 100
+    assert current_rate(state, limits, 100.0 + 5.5 * RECOVER_EVERY) == 75
+    assert current_rate(state, limits, 100.0 + 1000) == 100  # never above the setting
+    slow = Limits(rate_per_second=4, burst=4)  # a small setting still grows by 1 a second
+    for i in range(30):
+        too_fast_step(state, slow, 200.0 + CUT_GAP * i, None)
+    assert current_rate(state, slow, 229.5) == pytest.approx(MIN_RATE, abs=0.01)
+
+
+def test_a_429_with_retry_after_waits_and_leaves_the_rate_alone():
+    limits, state = Limits(rate_per_second=100, burst=100), {}
+    for i in range(10):  # ServiceNow says when: a rate cut on top would only slow recovery
+        too_fast_step(state, limits, 100.0 + 2 * i, 1)
+    assert current_rate(state, limits, 120.0) == 100
+    assert state["busy_until"] == pytest.approx(119.0)
 
 
 def test_retry_after_makes_every_caller_wait_and_is_never_shortened():

@@ -11,14 +11,17 @@ Per instance URL, shared by every process of the node (web and Celery workers):
   ``TRACKER_RATE_BURST`` (100). A caller that finds no token *reserves* the next one (the
   bucket goes below zero) and sleeps until its turn, so waiting callers keep their order
   and the rate holds exactly, whatever the number of processes.
-* **AIMD** on ``429``: the rate halves (at most once a second, so one burst of 429s
-  answered to four requests in flight counts once; never below 1 a second) and grows back
-  by 1 a second every 10 s without a 429: ServiceNow's rate-limit rules and Jira Cloud's
-  cost-based limits both answer 429 when a client is too fast, and both recover with time.
 * **busy until**: a ``429`` with ``Retry-After`` (or ServiceNow's ``X-RateLimit-Reset``)
   holds *every* request of the node to that instance until then, not only the one refused:
-  ServiceNow's limits count per user and per hour (docs, "Inbound REST API rate limiting").
+  ServiceNow's limits count per user and per hour (docs, "Inbound REST API rate limiting"),
+  so the instance's own answer says when calls work again, and the rate is left alone.
   Capped at ``MAX_BUSY_SECONDS`` (a bogus header must not stop a node for days).
+* **AIMD** on a ``429`` that says nothing of when: the rate halves (at most once a second,
+  so one burst of 429s answered to four requests in flight counts once; never below 1 a
+  second) and grows back every second by a twentieth of the configured rate (so from half
+  to full in 10 s). An earlier version cut on every 429 and grew back by 1 a second every
+  10 s: under the soak's 429s with ``Retry-After: 1`` a node fell to 1.5 requests a second
+  and stayed there (issue 11's undrained N = 1,000 run).
 
 Waiting is bounded: :meth:`Throttle.acquire` takes the caller's remaining retry budget and
 raises :class:`InstanceBusy` (a ``TransientTrackerError`` with ``retry_after``) when the
@@ -61,9 +64,10 @@ log = logging.getLogger(__name__)
 
 #: Longest "busy until" honoured (seconds).
 MAX_BUSY_SECONDS = 3600.0
-#: AIMD: the rate grows by RECOVER_STEP requests a second every RECOVER_EVERY seconds.
-RECOVER_STEP = 1.0
-RECOVER_EVERY = 10.0
+#: AIMD: the rate grows by RECOVER_SHARE of the configured rate (at least 1 request a
+#: second) every RECOVER_EVERY seconds.
+RECOVER_SHARE = 0.05
+RECOVER_EVERY = 1.0
 #: A second 429 within this many seconds of a cut does not cut again.
 CUT_GAP = 1.0
 #: The rate never falls below this (requests a second).
@@ -105,16 +109,24 @@ class InstanceBusy(TransientTrackerError):
 # -- the maths: pure functions of a JSON-able state dict and a time (epoch seconds) -----------
 
 
+def recover_step(limits: Limits) -> float:
+    """Requests a second the rate grows back by every RECOVER_EVERY seconds after a cut."""
+    return max(1.0, RECOVER_SHARE * float(limits.rate_per_second))
+
+
 def current_rate(state: dict, limits: Limits, now: float) -> float:
     """Requests a second allowed now: the configured rate, or the rate after the last cut
-    plus RECOVER_STEP for every RECOVER_EVERY seconds since (additive increase)."""
+    plus :func:`recover_step` for every RECOVER_EVERY seconds since (additive increase)."""
     if limits.rate_per_second <= 0:
         return math.inf
     cut_at = state.get("cut_at")
     if cut_at is None:
         return limits.rate_per_second
     steps = math.floor(max(0.0, now - cut_at) / RECOVER_EVERY)
-    return min(limits.rate_per_second, state.get("rate_after_cut", MIN_RATE) + RECOVER_STEP * steps)
+    return min(
+        limits.rate_per_second,
+        state.get("rate_after_cut", MIN_RATE) + recover_step(limits) * steps,
+    )
 
 
 def refill(state: dict, limits: Limits, now: float) -> float:
@@ -188,16 +200,18 @@ def renew_step(state: dict, lease_id: str, until: float) -> bool:
 
 
 def too_fast_step(state: dict, limits: Limits, now: float, retry_after: float | None) -> None:
-    """A 429: halve the rate (once per CUT_GAP), empty the bucket, and when the instance said
-    how long, make every caller wait that long (never shortening an earlier wait)."""
+    """A 429. When the instance said how long (``retry_after``, seconds), every caller waits
+    that long (never shortening an earlier wait) and the rate stays; otherwise the rate
+    halves (once per CUT_GAP) and the bucket empties."""
+    if retry_after:
+        mark_step(state, now, retry_after)
+        return
     if limits.rate_per_second > 0 and now - state.get("cut_at", -math.inf) >= CUT_GAP:
         rate = current_rate(state, limits, now)
         refill(state, limits, now)
         state["rate_after_cut"] = max(min(MIN_RATE, limits.rate_per_second), rate / 2)
         state["cut_at"] = now
         state["tokens"] = min(state["tokens"], 0.0)
-    if retry_after:
-        mark_step(state, now, retry_after)
 
 
 def mark_step(state: dict, now: float, seconds: float) -> None:
@@ -244,7 +258,7 @@ def _acquire_args(limits, now, lease_id, ttl, reserved, budget) -> list:
     """``acquire_step``'s arguments in the order of the Redis script (throttle_stores._STEP)."""
     return [
         repr(now), lease_id, repr(ttl), int(reserved), repr(budget), limits.max_concurrency,
-        repr(float(limits.rate_per_second)), limits.burst, RECOVER_STEP, RECOVER_EVERY,
+        repr(float(limits.rate_per_second)), limits.burst, recover_step(limits), RECOVER_EVERY,
         MIN_RATE, POLL,
     ]  # fmt: skip
 
