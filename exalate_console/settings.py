@@ -427,7 +427,7 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fixup closes the database connection around every task unless this is
 # set; a worker then reconnects for each task (a new PostgreSQL backend each time). Kept for
-# 500 tasks instead; exalate_console.worker_db drops a broken or obsolete one before a task.
+# about 250 tasks instead; exalate_console.worker_db drops a broken or obsolete one first.
 CELERY_DB_REUSE_MAX = 250
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Heartbeats (exalate_console/heartbeats.py): beat and every worker write one each
