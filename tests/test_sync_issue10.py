@@ -24,6 +24,7 @@ from trackers.errors import (
     TrackerAuthenticationError,
     TrackerPermissionError,
     TrackerUnavailable,
+    TrackerUnreachable,
 )
 from trackers.interface import ChangedEntity
 
@@ -219,3 +220,36 @@ def test_probe_delay_doubles_from_the_setting_up_to_an_hour(settings):
     settings.CONNECTION_PROBE_SECONDS = 60
     assert [failures.probe_delay(n) for n in (0, 1, 2, 10)] == [60, 120, 240, 3600]
     assert timedelta(seconds=failures.probe_delay(50)) == timedelta(hours=1)
+
+
+def test_an_upload_whose_answer_was_lost_is_adopted_and_its_state_is_mirrored(
+    tracker, runner, local_pair, monkeypatch
+):
+    """The instance stored the attachment but the answer never came (a timeout): the retry
+    adopts that copy instead of uploading again, and the attachment is Mirrored, not left
+    Pending (which once kept the N = 100 soak in CI from ever seeing its queues drained)."""
+    left, _ = local_pair
+    source = tracker.seed(attachments=[("late.png", "image/png", PNG)])
+    real_upload = tracker.add_attachment
+    calls = {"n": 0}
+
+    def stored_then_timed_out(*args, **kwargs):
+        created = real_upload(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TrackerUnreachable("no answer within the timeout")
+        return created
+
+    monkeypatch.setattr(tracker, "add_attachment", stored_then_timed_out)
+    exalate(left, source["key"], runner)
+    runner.run_delayed()
+    _origin, mirror_twin = _twins(source)
+    assert [a["file_name"] for a in mirror_of(tracker, source)["attachments"]] == ["late.png"]
+    assert calls["n"] == 1  # adopted, not uploaded twice
+    state = AttachmentState.objects.get(twin=mirror_twin)
+    assert (state.state, state.local_id) == (
+        "mirrored",
+        mirror_of(tracker, source)["attachments"][0]["id"],
+    )
+    mirror_twin.refresh_from_db()
+    assert mirror_twin.status == Twin.Status.SYNCHRONIZED

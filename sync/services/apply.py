@@ -30,7 +30,7 @@ from .. import claims, nudge, rules
 from ..models import MirroredItem, SyncError, SyncEvent, Twin
 from ..protocol import NO_ENTITY
 from . import detect, failures
-from .attachments import attachment_mirror, attachment_warning
+from .attachments import attachment_adopted, attachment_mirror, attachment_warning
 from .base import PermanentSyncError, TransientSyncError, twin_status_refresh
 from .deliver import deliver_now
 from .remote_errors import apply_failure_words
@@ -313,6 +313,7 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Wri
                     la, file_name=a["file_name"], sha256=a["sha256"]
                 ),
             ):
+                attachment_adopted(twin, a, item.local_id)  # else it stays Pending forever
                 continue
         else:
             item = MirroredItem.objects.create(

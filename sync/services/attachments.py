@@ -294,6 +294,23 @@ def attachment_mirror(
     return created.id
 
 
+def attachment_adopted(twin: Twin, att: dict, local_id: str) -> None:
+    """An earlier attempt's upload of ``att`` did land (its answer was lost, e.g. a timeout
+    after the instance stored it) and the apply adopted the local copy ``local_id``: the
+    attachment's state is Mirrored, as if that upload had answered."""
+    AttachmentState.objects.update_or_create(
+        twin=twin,
+        remote_id=att["id"],
+        defaults={
+            "state": AttachmentState.State.MIRRORED,
+            "local_id": local_id,
+            "reason": "",
+            "file_name": att["file_name"][:255],
+            "size": att["size"],
+        },
+    )
+
+
 def _attachment_warn(state: AttachmentState, item: MirroredItem, kind: str, reason: str) -> None:
     AttachmentState.objects.filter(pk=state.pk).update(state=kind, reason=reason[:2000])
     item.delete()
