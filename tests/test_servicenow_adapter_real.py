@@ -178,8 +178,10 @@ def test_acl_hidden_incidents_are_reported_as_not_readable(sandbox):
 
 def test_the_change_listing_marks_an_attachment_added_in_the_same_second(sandbox):
     a = adapter(sandbox)
-    ref = new_incident(a, "same-second attachment")
+    # Frozen first, so the incident and its attachment share one second (created a moment
+    # before the freeze, the two could straddle a second boundary: a flaky run).
     requests.post(f"{sandbox.url}/sandbox/clock", json={"frozen": True}, timeout=5)
+    ref = new_incident(a, "same-second attachment")
     since = datetime.now(UTC)
     before = {c.id: c for c in a.list_changed(since=since, overlap_seconds=60)}[ref.id]
     a.add_attachment(ref.id, file_name="p.png", content_type="image/png", chunks=[b"png"])
