@@ -205,6 +205,39 @@ def test_connect_links_two_existing_incidents_and_the_first_sync_is_an_update(
     assert (other.local_entity_id, other.remote_entity_id) == (theirs["id"], mine["id"])
 
 
+def test_connect_the_initiating_side_wins_even_when_the_remote_side_scans_first(
+    tracker, runner, pair
+):
+    """The remote node scans its just-linked incident first (its poll often sees it as
+    changed: it was created moments ago); its summary must not race the first sync back
+    (a flaky browser test saw A's incident take B's summary), its comments go across."""
+    left, right = pair
+    mine = tracker.seed(summary="Mine", comments=[("Beth Anglin", "Mine 1")])
+    theirs = tracker.seed(summary="Theirs", comments=[("Fred Luddy", "Theirs 1")])
+    services.entity_connect(connection=left, local_key=mine["key"], remote_key=theirs["key"])
+    other = Twin.objects.get(connection=right)
+    runner.queue.clear()
+    services.twin_request_scan(twin_ids=[other.pk])  # the remote side's poll first
+    runner.run_all()
+    services.twin_request_scan(twin_ids=[Twin.objects.get(connection=left).pk])
+    runner.run_all()
+    assert tracker.incidents[mine["id"]]["summary"] == "Mine"
+    assert tracker.incidents[theirs["id"]]["summary"] == "Mine"
+    # comments go both ways, once: nothing of either side is dropped
+    assert [c["body"] for c in tracker.incidents[mine["id"]]["comments"]] == [
+        "Mine 1",
+        "[Fred Luddy] Theirs 1",
+    ]
+    assert [c["body"] for c in tracker.incidents[theirs["id"]]["comments"]] == [
+        "Theirs 1",
+        "[Beth Anglin] Mine 1",
+    ]
+    tracker.human_edit(theirs["id"], summary="Edited on B")
+    scan_change(runner, other)
+    assert tracker.incidents[mine["id"]]["summary"] == "Edited on B"
+    assert SyncError.objects.count() == 0
+
+
 def test_connect_refuses_clearly_and_writes_nothing(tracker, runner, pair):
     left, right = pair
     source, twin, mirror = exalated(tracker, runner, left)

@@ -228,7 +228,9 @@ def _apply_replica(twin: Twin, event: SyncEvent, adapter: TrackerAdapter) -> Wri
     created_now = False
     carried = None  # the remote id of the comment the create wrote
     replica = replica_validate(event.payload["replica"])
-    changed = event.payload.get("changed") or list(rules.SYNCED_FIELDS)
+    changed = event.payload.get("changed")
+    if changed is None:  # an event queued before "changed" existed: every field
+        changed = list(rules.SYNCED_FIELDS)
     mirrored = {(i.kind, i.remote_id): i for i in MirroredItem.objects.filter(twin=twin)}
     plan = rules.incoming_plan(
         replica,

@@ -2,7 +2,11 @@
 
 No entity is created: both incidents exist already, and the first sync is an *update* of
 the remote one with this side's values (summary, description, comments, attachments),
-after which both sides sync as any twin does. :func:`entity_connect` (the admin's
+after which both sides sync as any twin does. The remote incident's summary and
+description are recorded as agreed when it is linked, so they are not sent back and
+cannot race the first sync (the initiating side wins, as in Exalate's Connect); its
+comments and attachments go across, so both incidents end with all of them.
+:func:`entity_connect` (the admin's
 side) looks the local key up in this node's instance, then asks the remote node to look
 its key up (:func:`connect_answer` there, reached over the signed node API
 ``POST /api/node/v1/sync/connect``, or directly for a local connection). Both nodes
@@ -23,6 +27,7 @@ from django.db.models import Q
 from connections.models import Connection
 from connections.selectors import tracker_adapter_class_get, tracker_adapter_get
 from trackers.errors import AmbiguousEntityKey, TrackerError, TrackerNotFound
+from trackers.replica import ReplicaInvalid, replica_validate
 
 from ..models import Twin
 from .base import SyncRefused, state_for, twin_status_refresh
@@ -157,9 +162,13 @@ def connect_answer(*, connection: Connection, key: str, remote: dict) -> dict:
     """The remote side of Connect: twin this node's entity ``key`` with the asking node's
     entity ``remote`` (``{id, key, url}``). Returns ``{"entity": {id, key, url}}``.
 
+    This side's summary and description are recorded as agreed, so the asking node's
+    values win the first sync and only later edits here travel back; this side's comments
+    and attachments are scanned at once and go across (both incidents end with all of
+    them, nothing dropped).
     Idempotent (the same pair again answers the same). Raises SyncRefused when the
-    connection is not Active here, ``key`` does not exist here, or either entity is
-    already twinned on this connection.
+    connection is not Active here, ``key`` does not exist or cannot be read here, or
+    either entity is already twinned on this connection.
     """
     if connection.status not in (Connection.Status.ACTIVE, Connection.Status.ERROR):
         raise SyncRefused(
@@ -188,6 +197,10 @@ def connect_answer(*, connection: Connection, key: str, remote: dict) -> dict:
             f"{which} is already twinned on the remote node: unexalate it there first."
         )
     try:
+        local = replica_validate(tracker_adapter_get().read_replica(ref.id))
+    except (TrackerError, ReplicaInvalid) as exc:
+        raise SyncRefused(f"{ref.key} could not be read on the remote node: {exc}") from None
+    try:
         with transaction.atomic():
             twin = Twin.objects.create(
                 connection=connection,
@@ -199,8 +212,13 @@ def connect_answer(*, connection: Connection, key: str, remote: dict) -> dict:
                 remote_url=str(remote.get("url", ""))[:1000]
                 if str(remote.get("url", "")).startswith(("http://", "https://"))
                 else "",
+                # Agreed as they are: the asking side's summary and description win the
+                # first sync, this side's are never sent (issue 12: the first scans raced).
+                known_summary=local["summary"],
+                known_description=local["description"],
             )
             state_for(connection)
+            twin_request_scan(twin_ids=[twin.pk])  # its comments and attachments go across
             twin_status_refresh(twin.pk)
     except IntegrityError:
         raise SyncRefused(f"{ref.key} was twinned on the remote node a moment ago.") from None
