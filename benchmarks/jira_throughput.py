@@ -13,9 +13,9 @@ project on C is TEST, then:
    each; not timed), sets every sandbox request to take ``--latency-ms`` more, exalates all
    N through node A's API and waits until every twin is Synchronized: **incidents per minute**;
 2. counts the requests both sandboxes served during step 1 until both nodes are quiet:
-   **calls per incident** against the minimum (10: on ServiceNow the number lookup, the
-   incident, its journal, its attachment list and the bytes; on Jira the create, three
-   comments and one upload);
+   **calls per incident** against the minimum (9: on ServiceNow the number lookup, which
+   reads the incident too, its journal, its attachment list and the bytes; on Jira the
+   create, three comments and one upload);
 3. adds a comment on ServiceNow to ``--samples`` synced incidents and times until it is on
    the Jira issue, announced by node A's webhook and found by polling every
    ``--poll-interval`` s: **change-to-mirror latency p50 / p95**;

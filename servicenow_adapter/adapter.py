@@ -78,6 +78,11 @@ INCIDENT_FIELDS = (
     "sys_class_name",
 )  # fmt: skip
 AUTHOR_TTL = 3600.0
+# A row that find_entity read serves this adapter's next read_replica of the same incident
+# for this long (the exalate task looks the number up, then scans at once): issue 14,
+# one GET incident fewer for a lone exalate. A snapshot is a snapshot: its sys_mod_count
+# and sys_updated_on are recorded with it, so a change after it is scanned again.
+FOUND_ROW_REUSE_SECONDS = 10.0
 _AUTHORS: dict[tuple[str, str], tuple[str, float]] = {}
 _AUTHORS_LOCK = threading.Lock()
 _SYS_ID_IN_TEXT = re.compile(r"sys_id(?:=|%3D)([0-9a-f]{32})")
@@ -108,6 +113,7 @@ class ServiceNowAdapter(
         self.instance_url = client.base
         self.username = client.credentials.username
         self.author_lookup = author_lookup
+        self._found: dict[str, tuple[float, dict]] = {}  # sys_id -> (monotonic, row)
 
     # -- the tracker itself (no instance needed) -------------------------------------------
     @classmethod
@@ -221,24 +227,26 @@ class ServiceNowAdapter(
     def find_entity(self, key: str) -> EntityRef:
         """Look up an incident by number (``INC0010001``; a sys_id or a record URL also works).
 
-        One ``GET /api/now/table/incident?sysparm_query=number=<key>`` (value escaped);
-        rows are re-checked client-side. Raises TrackerNotFound, AmbiguousEntityKey (numbers
+        One ``GET /api/now/table/incident?sysparm_query=number=<key>`` (value escaped;
+        the replica's fields, so this adapter's next :meth:`read_replica` of the incident
+        does not read it again); rows are re-checked client-side. Raises TrackerNotFound, AmbiguousEntityKey (numbers
         are not unique in ServiceNow: the candidates' sys_ids are listed, never a guess).
         """
         key = (key or "").strip()
         if not key:
             raise TrackerNotFound("Enter an incident number such as INC0010001.")
         if SYS_ID.match(key):
-            return self.get_entity(key)
+            return self._get_found(key)
         found = _SYS_ID_IN_TEXT.search(key)
         if found and key.startswith(("http://", "https://")):
-            return self.get_entity(found.group(1))
+            return self._get_found(found.group(1))
         number = key.upper()
         page = self.client.table_page(
             "incident",
             query=q.join(q.term("number", "=", number), q.order_by("sys_created_on", "sys_id")),
-            fields=("sys_id", "number"),
+            fields=(*INCIDENT_FIELDS, "comments"),
             limit=20,
+            display_value="all",
         )
         exact = [r for r in page.rows if mapping.value_of(r.get("number")).upper() == number]
         if not exact:
@@ -252,7 +260,22 @@ class ServiceNowAdapter(
                 "open the one you mean and use its sys_id or link instead.",
                 candidates=ids,
             )
-        return self._ref(exact[0])
+        return self._keep_found(exact[0])
+
+    def _get_found(self, sys_id: str) -> EntityRef:
+        """find_entity by sys_id: the whole row, kept for the next read_replica."""
+        try:
+            row = self.client.table_get(
+                "incident", sys_id, fields=(*INCIDENT_FIELDS, "comments"), display_value="all"
+            )
+        except TrackerNotFound:
+            raise self._missing(sys_id) from None
+        return self._keep_found(row)
+
+    def _keep_found(self, row: dict) -> EntityRef:
+        ref = self._ref(row)
+        self._found[ref.id] = (time.monotonic(), row)
+        return ref
 
     def get_entity(self, entity_id: str) -> EntityRef:
         """Look up an incident by sys_id (``GET /api/now/table/incident/{sys_id}``). Raises TrackerNotFound."""
@@ -279,7 +302,8 @@ class ServiceNowAdapter(
     def read_replica(self, entity_id: str) -> dict:
         """The replica v1 of an incident: fields, public comments (no work notes) and attachment metadata.
 
-        Three requests when each list fits one page: incident GET (with
+        Three requests when each list fits one page (two when :meth:`find_entity` of this
+        adapter read the incident less than ``FOUND_ROW_REUSE_SECONDS`` ago): incident GET (with
         ``sysparm_display_value=all``, so ``comments`` also carries its display value: the
         order people see same-second comments in), ``sys_journal_field`` list (element
         ``comments``), attachment list. Raises TrackerNotFound, TrackerPermissionError (an
@@ -287,12 +311,19 @@ class ServiceNowAdapter(
         returns none: no read access to the journal, which the instance answers with 200
         and no rows instead of an error) and the other tracker errors.
         """
-        try:
-            incident = self.client.table_get(
-                "incident", entity_id, fields=(*INCIDENT_FIELDS, "comments"), display_value="all"
-            )
-        except TrackerNotFound:
-            raise self._missing(entity_id) from None
+        kept = self._found.pop(entity_id, None)
+        if kept and time.monotonic() - kept[0] < FOUND_ROW_REUSE_SECONDS:
+            incident = kept[1]  # find_entity just read it (issue 14: no second GET)
+        else:
+            try:
+                incident = self.client.table_get(
+                    "incident",
+                    entity_id,
+                    fields=(*INCIDENT_FIELDS, "comments"),
+                    display_value="all",
+                )
+            except TrackerNotFound:
+                raise self._missing(entity_id) from None
         journal = self.client.journal_list(entity_id, elements=("comments",))
         shown = mapping.journal_display_entries(mapping.display_of(incident.get("comments")))
         if shown and not journal:

@@ -209,6 +209,28 @@ def test_get_entity_of_a_missing_sys_id_is_not_found(sandbox):
 # -- reading --------------------------------------------------------------------------------------------
 
 
+def test_a_number_lookup_serves_the_next_read_of_the_same_incident_once(sandbox, monkeypatch):
+    """Issue 14: exalating one incident by number reads it once (the lookup's row)."""
+    a = adapter(sandbox.url)
+    first = a.read_replica(a.find_entity("INC0010001").id)  # warms the author-name cache
+    a.client.calls = 0
+    ref = a.find_entity("INC0010001")
+    assert a.read_replica(ref.id) == first
+    assert a.client.calls == 3  # the lookup, the journal, the attachment list
+    a.client.calls = 0
+    a.read_replica(ref.id)  # used once: the next read is a read
+    assert a.client.calls == 3
+    a.find_entity(ref.id)  # by sys_id: the same
+    a.client.calls = 0
+    a.read_replica(ref.id)
+    assert a.client.calls == 2
+    a.find_entity("INC0010001")
+    monkeypatch.setattr("servicenow_adapter.adapter.FOUND_ROW_REUSE_SECONDS", 0.0)
+    a.client.calls = 0
+    a.read_replica(ref.id)  # too old: read again
+    assert a.client.calls == 3
+
+
 def test_read_replica_uses_three_calls_and_leaves_out_work_notes(sandbox):
     a = adapter(sandbox.url)
     ref = a.find_entity("INC0010001")
