@@ -229,8 +229,9 @@ class ServiceNowAdapter(
 
         One ``GET /api/now/table/incident?sysparm_query=number=<key>`` (value escaped;
         the replica's fields, so this adapter's next :meth:`read_replica` of the incident
-        does not read it again); rows are re-checked client-side. Raises TrackerNotFound, AmbiguousEntityKey (numbers
-        are not unique in ServiceNow: the candidates' sys_ids are listed, never a guess).
+        does not read it again); rows are re-checked client-side. Raises TrackerNotFound,
+        AmbiguousEntityKey (numbers are not unique in ServiceNow: the candidates' sys_ids
+        are listed, never a guess).
         """
         key = (key or "").strip()
         if not key:
