@@ -113,7 +113,7 @@ class ServiceNowAdapter(
         self.instance_url = client.base
         self.username = client.credentials.username
         self.author_lookup = author_lookup
-        self._found: dict[str, tuple[float, dict]] = {}  # sys_id -> (monotonic, row)
+        self._found: tuple[str, float, dict] | None = None  # (sys_id, monotonic, row)
 
     # -- the tracker itself (no instance needed) -------------------------------------------
     @classmethod
@@ -265,18 +265,21 @@ class ServiceNowAdapter(
 
     def _get_found(self, sys_id: str) -> EntityRef:
         """find_entity by sys_id: the whole row, kept for the next read_replica."""
+        return self._keep_found(self._incident_row(sys_id))
+
+    def _keep_found(self, row: dict) -> EntityRef:
+        ref = self._ref(row)
+        self._found = (ref.id, time.monotonic(), row)  # only the last: the next read uses it
+        return ref
+
+    def _incident_row(self, sys_id: str) -> dict:
+        """The incident's replica fields (``sysparm_display_value=all``). Raises TrackerNotFound."""
         try:
-            row = self.client.table_get(
+            return self.client.table_get(
                 "incident", sys_id, fields=(*INCIDENT_FIELDS, "comments"), display_value="all"
             )
         except TrackerNotFound:
             raise self._missing(sys_id) from None
-        return self._keep_found(row)
-
-    def _keep_found(self, row: dict) -> EntityRef:
-        ref = self._ref(row)
-        self._found[ref.id] = (time.monotonic(), row)
-        return ref
 
     def get_entity(self, entity_id: str) -> EntityRef:
         """Look up an incident by sys_id (``GET /api/now/table/incident/{sys_id}``). Raises TrackerNotFound."""
@@ -312,19 +315,11 @@ class ServiceNowAdapter(
         returns none: no read access to the journal, which the instance answers with 200
         and no rows instead of an error) and the other tracker errors.
         """
-        kept = self._found.pop(entity_id, None)
-        if kept and time.monotonic() - kept[0] < FOUND_ROW_REUSE_SECONDS:
-            incident = kept[1]  # find_entity just read it (issue 14: no second GET)
+        kept, self._found = self._found, None
+        if kept and kept[0] == entity_id and time.monotonic() - kept[1] < FOUND_ROW_REUSE_SECONDS:
+            incident = kept[2]  # find_entity just read it (issue 14: no second GET)
         else:
-            try:
-                incident = self.client.table_get(
-                    "incident",
-                    entity_id,
-                    fields=(*INCIDENT_FIELDS, "comments"),
-                    display_value="all",
-                )
-            except TrackerNotFound:
-                raise self._missing(entity_id) from None
+            incident = self._incident_row(entity_id)
         journal = self.client.journal_list(entity_id, elements=("comments",))
         shown = mapping.journal_display_entries(mapping.display_of(incident.get("comments")))
         if shown and not journal:

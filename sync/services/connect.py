@@ -27,6 +27,7 @@ from django.db.models import Q
 from connections.models import Connection
 from connections.selectors import tracker_adapter_class_get, tracker_adapter_get
 from trackers.errors import AmbiguousEntityKey, TrackerError, TrackerNotFound
+from trackers.interface import EntityRef, TrackerAdapter
 from trackers.replica import ReplicaInvalid, replica_validate
 
 from ..models import Twin
@@ -39,10 +40,13 @@ logger = logging.getLogger(__name__)
 CONNECT_PATH = "/api/node/v1/sync/connect"
 
 
-def _find_local(key: str, *, where: str):
+def _find_local(key: str, *, where: str) -> tuple[EntityRef, TrackerAdapter]:
+    """This node's entity ``key`` and the adapter that found it (its next read of the
+    entity reuses the lookup's row). Raises SyncRefused in admin words."""
     label = tracker_adapter_class_get().entity_label
     try:
-        return tracker_adapter_get().find_entity(key)
+        adapter = tracker_adapter_get()
+        return adapter.find_entity(key), adapter
     except TrackerNotFound:
         raise SyncRefused(f"There is no {label} {key} in {where} instance.") from None
     except AmbiguousEntityKey as exc:
@@ -99,7 +103,7 @@ def entity_connect(
             f"The remote incident {remote_key} is already twinned on {connection.name} "
             f"(with {twin.local_key or 'an incident here'}): unexalate it first."
         )
-    ref = _find_local(local_key, where="this node's")
+    ref, _adapter = _find_local(local_key, where="this node's")
     twin = _twinned(connection, local_entity_id=ref.id)
     if twin:
         raise SyncRefused(f"{ref.key} is already twinned on {connection.name}: unexalate it first.")
@@ -180,7 +184,7 @@ def connect_answer(*, connection: Connection, key: str, remote: dict) -> dict:
     problem = cls.key_problem(key)
     if problem:
         raise SyncRefused(problem)
-    ref = _find_local(key, where="the remote node's")
+    ref, adapter = _find_local(key, where="the remote node's")
     same = Twin.objects.filter(
         connection=connection, local_entity_id=ref.id, remote_entity_id=remote["id"]
     ).first()
@@ -197,7 +201,7 @@ def connect_answer(*, connection: Connection, key: str, remote: dict) -> dict:
             f"{which} is already twinned on the remote node: unexalate it there first."
         )
     try:
-        local = replica_validate(tracker_adapter_get().read_replica(ref.id))
+        local = replica_validate(adapter.read_replica(ref.id))
     except (TrackerError, ReplicaInvalid) as exc:
         raise SyncRefused(f"{ref.key} could not be read on the remote node: {exc}") from None
     try:
